@@ -169,7 +169,7 @@ class Executor:
             hit = self.store.cache_get(key)
             if hit is not None:
                 self._cached += 1
-                self._emit({"event": "cached", "node": node_id, "tool": tool.name, "key": key[:16]})
+                self._emit({"event": "cached", "node": node_id, "tool": tool.name, "key": key[:16], "outputs": hit})
                 self._complete(node_id, hit)
                 return
         else:

@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def build_planner(config, recorder=None):
+if TYPE_CHECKING:
+    from agent.profiles import PlannerConfig
+    from planners.base import Planner, Recorder
+
+
+def build_client(config: PlannerConfig):
+    """The LLM client a planner config names (heavy libraries are imported on first use, not here)."""
+    from planners import llm_client
+
+    if config.kind == "vllm-server":
+        return llm_client.OpenAIServerClient(
+            config.url, config.model, api_key=config.api_key, timeout_s=config.timeout_s
+        )
+    if config.kind == "vllm-local":
+        return llm_client.VLLMLocalClient(config.model)
+    if config.kind == "transformers":
+        return llm_client.TransformersClient(config.model)
+    raise ValueError(f"planner kind '{config.kind}' has no LLM client")
+
+
+def build_planner(config: PlannerConfig, recorder: Recorder | None = None) -> Planner:
     """Return the planner a profile asks for. Heavy backends are imported only when chosen."""
     if config.kind == "rule":
         from planners.rule_based import RuleBasedPlanner
 
         return RuleBasedPlanner()
-    raise NotImplementedError(f"planner kind '{config.kind}' is not available yet")
+    if config.kind in ("vllm-server", "vllm-local", "transformers"):
+        from planners.llm_planner import LLMPlanner
+
+        return LLMPlanner(
+            build_client(config),
+            recorder=recorder,
+            kind=config.kind,
+            layouts=config.layouts,
+            repairs=config.repairs,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+        )
+    raise ValueError(f"unknown planner kind '{config.kind}'; use rule, vllm-server, vllm-local or transformers")

@@ -102,10 +102,11 @@ class PreviewLayoutToImage(PreviewTool):
 
     Background from the scene words of ``background`` (or of ``prompt`` when there is none); each object a shape
     in its box — ellipse for round nouns, rounded rectangle otherwise — filled with the colour its phrase names
-    (stripes if it names two or three; else its noun's usual colour, else a hue hashed from its name), outlined, and labelled with its name in
-    DejaVu Sans sized to the box. Objects are drawn back to front by box bottom (larger y1 = nearer = later), so
-    nearer objects overlap farther ones. Style words (in ``style`` or ``prompt``) then apply a visible treatment
-    (watercolor, sketch, cartoon, pixel art, black-and-white, sepia); labels go on last so they stay legible."""
+    (stripes if it names two or three; else its noun's usual colour, else a hue hashed from its name),
+    outlined, and labelled with its name in DejaVu Sans sized to the box. Objects are drawn back to front by
+    box bottom (larger y1 = nearer = later), so nearer objects overlap farther ones. Style words (in ``style``
+    or ``prompt``) then apply a visible treatment (watercolor, sketch, cartoon, pixel art, black-and-white,
+    sepia); labels go on last so they stay legible."""
 
     name = "layout_to_image"
     Input = LayoutToImageIn
@@ -137,7 +138,7 @@ def _draw_label(canvas: Image.Image, label: str, rect, color) -> None:
     contrast with the fill and ringed with the opposite tone so it reads over any treatment."""
     x0, y0, x1, y1 = rect
     w, h = x1 - x0, y1 - y0
-    if w < 8 or h < 8:
+    if w < 8 or h < 8 or not label.strip():
         return
     font, lines = fit_text(label, w * 0.8, h * 0.28, bold=True, max_lines=2, min_size=7)
     ink, ring = ((255, 255, 255), (25, 25, 25)) if luma(color) < 150 else ((20, 20, 20), (250, 250, 250))
@@ -226,7 +227,7 @@ class PreviewRegionCheck(PreviewTool):
 
     If ``text`` names no colour, the score says whether *something* is there: 0.2 for a flat crop that looks
     like its surroundings, rising to 1 with the crop's contrast or its colour difference to the ring around it.
-    An empty box scores 0."""
+    An empty box scores 0. Large crops are box-averaged to at most 256 px (512 px for the whole image) first."""
 
     name = "region_check"
     Input = RegionCheckIn
@@ -238,26 +239,33 @@ class PreviewRegionCheck(PreviewTool):
         rect = pixel_rect(inp.box, *image.size)
         if rect[2] == rect[0] or rect[3] == rect[1]:
             return RegionCheckOut(score=0.0)
-        crop = np.asarray(image.crop(rect), np.float64).reshape(-1, 3)
         targets = find_colors(inp.text)
         if targets:
-            share = 0.5 / len(targets)
-            scores = [min(1.0, float(_color_match(crop, t).mean()) / share) for t in targets]
+            crop = np.asarray(_shrink(image.crop(rect), 256), np.float64).reshape(-1, 3)
+            lab, hsv, share = rgb_to_lab(crop), rgb_to_hsv(crop), 0.5 / len(targets)
+            scores = [min(1.0, float(_color_match(lab, hsv, t).mean()) / share) for t in targets]
             score = sum(scores) / len(scores)
         else:
-            score = 0.2 + 0.8 * _distinctness(np.asarray(image, np.float64), rect)
+            small = _shrink(image, 512)
+            score = 0.2 + 0.8 * _distinctness(np.asarray(small, np.float64), pixel_rect(inp.box, *small.size))
         return RegionCheckOut(score=round(float(np.clip(score, 0.0, 1.0)), 4))
 
 
-def _color_match(pixels: np.ndarray, target) -> np.ndarray:
-    """Per-pixel agreement in [0, 1] between (N, 3) pixels and one target colour."""
-    lab, t_lab = rgb_to_lab(pixels), rgb_to_lab(np.asarray(target, np.float64))
+def _shrink(image: Image.Image, side: int) -> Image.Image:
+    """Statistics don't need every pixel: box-average down so the longer side is at most ``side``."""
+    factor = -(-max(image.size) // side)
+    return image.reduce(factor) if factor > 1 else image
+
+
+def _color_match(lab: np.ndarray, hsv: tuple, target) -> np.ndarray:
+    """Per-pixel agreement in [0, 1] between pixels (given as Lab and HSV) and one target colour."""
+    t_lab = rgb_to_lab(np.asarray(target, np.float64))
     th, ts, tv = (float(x) for x in rgb_to_hsv(np.asarray(target, np.float64)))
     d = lab - t_lab
     if ts >= 0.25 and tv >= 0.25:  # chromatic target: Lab closeness, or same hue family on a coloured pixel
         de = np.sqrt((0.5 * d[:, 0]) ** 2 + d[:, 1] ** 2 + d[:, 2] ** 2)
-        by_lab = np.clip(1 - (de - 10) / 50, 0, 1)
-        h, s, v = rgb_to_hsv(pixels)
+        by_lab = np.clip(1 - (de - 8) / 32, 0, 1)
+        h, s, v = hsv
         dh = np.abs((h - th + 180) % 360 - 180)
         by_hue = np.clip(1 - (dh - 8) / 22, 0, 1) * np.clip((s - 0.2) / 0.2, 0, 1) * np.clip((v - 0.15) / 0.2, 0, 1)
         return np.maximum(by_lab, 0.9 * by_hue)
@@ -322,7 +330,7 @@ class PreviewRenderText(PreviewTool):
 def _draw_text(region: Image.Image, content: str, style: str, rng: np.random.Generator) -> None:
     w, h = region.size
     margin = max(1, round(min(w, h) * 0.06))
-    font, lines = fit_text(content, w - 2 * margin, h - 2 * margin, bold="bold" in style, max_lines=4)
+    font, lines = fit_text(content, w - 2 * margin, h - 2 * margin, bold="bold" in style, max_lines=6)
     background = np.asarray(region, np.float64).reshape(-1, 3)
     bg_mean, bg_busy = background.mean(0), float(np.std(background @ np.array([0.299, 0.587, 0.114])))
 
@@ -343,7 +351,8 @@ def _draw_text(region: Image.Image, content: str, style: str, rng: np.random.Gen
     fill_mask = draw_text_mask((w, h), lines, font)
     if "shadow" in style:
         offset = max(1, font.size // 16)
-        region.paste((0, 0, 0), mask=draw_text_mask((w, h), lines, font, offset=(offset, offset)).point(lambda v: v * 160 // 255))
+        shadow = draw_text_mask((w, h), lines, font, offset=(offset, offset))
+        region.paste((0, 0, 0), mask=shadow.point(lambda v: v * 160 // 255))
     if neon:
         glow = fill_mask.filter(ImageFilter.GaussianBlur(max(2, font.size / 6))).point(lambda v: min(255, v * 3))
         region.paste(ink, mask=glow)
@@ -386,7 +395,8 @@ def parse_adjustments(prompt: str) -> tuple[dict[str, float], list]:
 
 
 class PreviewImageToImage(PreviewTool):
-    """A global edit driven by the prompt's words: brighter/darker (gamma), more/less contrast, more/less
+    """A global edit driven by the prompt's words: brighter (gain up to where the brightest 1 % reach white, then
+    gamma) / darker (gamma), more/less contrast, more/less
     saturated, warmer/cooler, black-and-white, sepia, and a light wash of any colour named; "much"/"slightly"
     scale an adjustment. The fully adjusted image is blended with the input by ``strength``. Deterministic and
     unseeded (``seed`` is ignored); a prompt with no known words returns the image unchanged."""
@@ -404,7 +414,10 @@ class PreviewImageToImage(PreviewTool):
         def gray(a):
             return (a @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
 
-        if b := amounts.get("brightness"):
+        if b := amounts.get("brightness"):  # brighter: lift gain until highlights reach white, then gamma
+            if b > 0:
+                top = float(np.percentile(gray(arr), 99))
+                arr = arr * min(1 + 0.6 * b, 255 / max(top, 1.0))
             arr = 255 * (np.clip(arr, 0, 255) / 255) ** (1 / (1 + 0.5 * b) if b > 0 else 1 - 0.5 * b)
         if c := amounts.get("contrast"):
             factor = 1 + 0.4 * c if c > 0 else max(0.3, 1 + 0.3 * c)
@@ -466,7 +479,7 @@ class PreviewCritique(PreviewTool):
     Global suggestions name an ``image_to_image`` prompt ("brighter", "more contrast", "warmer"…) for each
     statistic that is off — unless the prompt asks for it (a night scene is allowed to be dark, a noir one to
     be grey). Box suggestions ("a vivid <phrase>", a ``regional_repaint`` prompt) go to objects whose crop is
-    flat and hard to tell from its surroundings."""
+    flat and hard to tell from its surroundings. Statistics are taken on a copy box-averaged to at most 512 px."""
 
     name = "critique"
     Input = CritiqueIn
@@ -474,7 +487,7 @@ class PreviewCritique(PreviewTool):
     max_batch = 16
 
     def one(self, inp: CritiqueIn) -> CritiqueOut:
-        image = np.asarray(rgb(inp.image), np.float64)
+        image = np.asarray(_shrink(rgb(inp.image), 512), np.float64)
         intent = set(words(inp.prompt))
         lum = image @ np.array([0.299, 0.587, 0.114]) / 255
         mean, spread = float(lum.mean()), float(lum.std())

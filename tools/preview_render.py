@@ -130,7 +130,7 @@ def fit_text(
         size = int(100 * min(max_w / max(bw, 1), max_h / max(bh, 1)))
         if size > best_size:
             best_size, best_lines = size, lines
-    size = max(min_size, best_size)
+    size = max(min_size, min(best_size, int(max_h)))  # a line is taller than its font size: caps empty text too
     font = load_font(size, bold)
     while size > min_size:
         bw, bh = _block_size(best_lines, font)
@@ -211,7 +211,8 @@ def soft_noise(rng: np.random.Generator, height: int, width: int, cells: int, ch
     grid = rng.standard_normal((channels, gh, gw)).astype(np.float32)
     out = np.empty((height, width, channels), dtype=np.float32)
     for c in range(channels):
-        out[..., c] = np.asarray(Image.fromarray(np.ascontiguousarray(grid[c])).resize((width, height), Image.Resampling.BICUBIC))
+        small = Image.fromarray(np.ascontiguousarray(grid[c]))  # mode "F"
+        out[..., c] = np.asarray(small.resize((width, height), Image.Resampling.BICUBIC))
     return np.clip(out / 2, -1.5, 1.5)
 
 
@@ -342,7 +343,7 @@ def _stars(arr: np.ndarray, rng: np.random.Generator, top_fraction: float) -> No
 _STYLES = [
     ("watercolor", r"water ?colou?r|aquarelle|gouache"),
     ("sketch", r"sketch|pencil|line ?art|drawing|\bink\b|doodle|charcoal drawing"),
-    ("cartoon", r"cartoon|comic|anime|manga|flat|vector|cel[- ]shad"),
+    ("cartoon", r"cartoon|comic|anime|manga|flat (?:design|colou?rs?|illustration)|vector art|cel[- ]shad"),
     ("pixel", r"pixel|8[- ]?bit|16[- ]?bit"),
     ("mono", r"black and white|black & white|monochrome|gr[ae]yscale|\bnoir\b|\bb&w\b"),
     ("sepia", r"sepia|vintage|old photo"),
@@ -374,17 +375,17 @@ def apply_style(image: Image.Image, text: str, rng: np.random.Generator) -> Imag
             edges = np.asarray(gray.filter(ImageFilter.FIND_EDGES), np.float32)[..., None]
             tone = np.asarray(gray, np.float32)[..., None] / 255
             paper = np.array([247, 243, 233], np.float32)
-            arr = paper * (0.78 + 0.22 * tone) * (1 - np.clip(edges / 40, 0, 0.85))
+            arr = paper * (0.78 + 0.22 * tone) * (1 - np.clip((edges - 10) / 30, 0, 0.85))  # weak edges: no ink
             arr += rng.normal(0, 4, (h, w, 1)).astype(np.float32)
         elif name == "cartoon":
-            flat = image.filter(ImageFilter.MedianFilter(5)).quantize(12, dither=Image.Dither.NONE).convert("RGB")
+            flat = image.filter(ImageFilter.MedianFilter(5)).quantize(20, dither=Image.Dither.NONE).convert("RGB")
             edges = np.asarray(flat.convert("L").filter(ImageFilter.FIND_EDGES), np.float32)[..., None]
-            arr = np.asarray(flat, np.float32) * (1 - np.clip(edges / 30, 0, 0.9))
+            arr = np.asarray(flat, np.float32) * (1 - np.clip((edges - 40) / 30, 0, 0.9))  # ink only on outlines
         elif name == "pixel":
             block = max(4, round(min(w, h) / 64))
             sw, sh = math.ceil(w / block), math.ceil(h / block)
             small = image.resize((sw, sh), Image.Resampling.BOX)
-            small = small.quantize(24, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).convert("RGB")
+            small = small.quantize(32, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).convert("RGB")
             image = small.resize((sw * block, sh * block), Image.Resampling.NEAREST).crop((0, 0, w, h))
             continue
         elif name == "mono":
@@ -405,13 +406,15 @@ ROUND_NOUNS = {
     "orb", "circle", "ring", "bagel", "pie", "wreath", "frisbee", "disc", "disk", "target", "bush", "shrub",
     "sunflower", "flower", "blueberry", "pearl", "marble", "basketball", "football", "soccer", "tennis", "cake",
     "onion", "plum", "coconut", "snowball", "lollipop", "cloud", "pebble", "rock", "stone", "owl", "hedgehog",
+    "round", "circular", "spherical", "oval", "sphere",  # shape words count too: "a round table"
 }
 
 
 def is_round(text: str) -> bool:
     """Round things are drawn as ellipses, everything else as rounded rectangles."""
     for w in words(text):
-        if w in ROUND_NOUNS or (w.endswith("s") and w[:-1] in ROUND_NOUNS) or (w.endswith("es") and w[:-2] in ROUND_NOUNS):
+        plurals = (w[:-1], w[:-2] if w.endswith("es") else w) if w.endswith("s") else ()
+        if w in ROUND_NOUNS or any(p in ROUND_NOUNS for p in plurals):
             return True
     return False
 
