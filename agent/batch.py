@@ -1,0 +1,199 @@
+"""Batch runs: many prompts or plan files, several at a time, one failure never stopping the rest.
+
+    from agent.api import Engine
+    from agent.batch import load_items, run_batch
+    summary = run_batch(Engine("preview"), load_items("prompts.txt"), concurrency=4, out="results.jsonl")
+
+Input is a text file (one prompt a line; blank lines and ``#`` comments skipped) or a folder of plan files
+(``*.json``: blueprints from ``plan --json`` or graphs from a run's ``graph.json``), in name order. Each item is
+one ordinary run (its own run record, so ``resume`` and ``replay`` work on it). Results go to a JSONL file, one
+line per item as it finishes (``index`` says which), so a crash keeps every finished line.
+
+Concurrency overlaps planning (LLM round trips), CPU tools and I/O. Tools on the ``gpu`` resource are called by
+one item at a time (a lock around each GPU tool), so concurrent items never race on one device; items are not
+merged into shared batches (each item is its own graph and seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agent.api import Engine, UserError, load_plan_file
+from agent.blueprint import Blueprint
+
+MAX_PROMPT_FILE_BYTES = 10 * 1024 * 1024
+MAX_ITEMS = 100_000
+MAX_PROMPT_CHARS = 8000
+
+
+@dataclass
+class BatchItem:
+    index: int
+    source: str  # "prompts.txt:12" or the plan file's path
+    kind: str  # prompt | plan
+    prompt: str = ""
+    path: str = ""
+
+
+@dataclass
+class ItemResult:
+    index: int
+    source: str
+    kind: str
+    ok: bool
+    run_id: str | None = None
+    image: str | None = None
+    seconds: float = 0.0
+    total_nodes: int = 0
+    cached_nodes: int = 0
+    error: str | None = None
+    failed_nodes: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchSummary:
+    results: list[ItemResult]
+    seconds: float
+    out: str | None
+
+    @property
+    def ok(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return len(self.results) - self.ok
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 else 1
+
+    def to_dict(self) -> dict:
+        return {
+            "items": len(self.results),
+            "ok": self.ok,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "nodes": sum(r.total_nodes for r in self.results),
+            "cached": sum(r.cached_nodes for r in self.results),
+            "out": self.out,
+        }
+
+
+def load_items(path: str | Path) -> list[BatchItem]:
+    """Read the batch input. Bad input (missing, binary, empty, too large) raises UserError."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p} does not exist; give a text file of prompts or a folder of plan files")
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix == ".json" and not f.name.startswith("."))
+        if not files:
+            raise UserError(f"folder {p} has no *.json plan files")
+        if len(files) > MAX_ITEMS:
+            raise UserError(f"folder {p} has more than {MAX_ITEMS} plan files; split the batch")
+        return [BatchItem(index=i, source=str(f), kind="plan", path=str(f)) for i, f in enumerate(files)]
+    if p.stat().st_size > MAX_PROMPT_FILE_BYTES:
+        raise UserError(f"{p} is larger than {MAX_PROMPT_FILE_BYTES // 1024 // 1024} MiB; split the batch")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{p} is not UTF-8 text; give one prompt a line") from None
+    if "\x00" in text:
+        raise UserError(f"{p} looks binary; give one prompt a line")
+    items = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line) > MAX_PROMPT_CHARS:
+            raise UserError(f"{p}:{n}: the prompt is longer than {MAX_PROMPT_CHARS} characters")
+        items.append(BatchItem(index=len(items), source=f"{p.name}:{n}", kind="prompt", prompt=line))
+    if not items:
+        raise UserError(f"{p} has no prompts (one a line; blank lines and # comments are skipped)")
+    if len(items) > MAX_ITEMS:
+        raise UserError(f"{p} has more than {MAX_ITEMS} prompts; split the batch")
+    return items
+
+
+def _serialize_gpu_tools(engine: Engine) -> None:
+    """Wrap each GPU tool's ``run`` in a lock (once), so concurrent items take turns on the device."""
+    for name in engine.registry.names():
+        tool = engine.registry.get(name)
+        if getattr(tool, "resource", "cpu") != "gpu" or getattr(tool, "_batch_locked", False):
+            continue
+        lock, run = threading.Lock(), tool.run
+
+        def locked(batch, _run=run, _lock=lock):
+            with _lock:
+                return _run(batch)
+
+        tool.run = locked
+        tool._batch_locked = True
+
+
+def _run_item(engine: Engine, item: BatchItem, seed: int | None) -> ItemResult:
+    t0 = time.perf_counter()
+    res = ItemResult(index=item.index, source=item.source, kind=item.kind, ok=False)
+    try:
+        if item.kind == "prompt":
+            outcome = engine.generate(item.prompt, seed=seed or 0)
+        else:
+            plan = load_plan_file(item.path)
+            if isinstance(plan, Blueprint):
+                outcome = engine.run_blueprint(plan, seed=seed)
+            else:
+                outcome = engine.run_graph(plan if seed is None else plan.model_copy(update={"seed": seed}))
+        res.ok, res.run_id, res.image = outcome.ok, outcome.run_id, outcome.image
+        res.total_nodes, res.cached_nodes, res.failed_nodes = outcome.total_nodes, outcome.cached_nodes, outcome.failed
+        if not outcome.ok:
+            res.error = "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()) or "run failed"
+    except Exception as err:  # noqa: BLE001 - one item's failure (bad file, planner error, crash) is its own
+        res.error = f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err)
+        res.error = res.error.splitlines()[0][:500] if res.error else type(err).__name__
+    res.seconds = round(time.perf_counter() - t0, 4)
+    return res
+
+
+def run_batch(
+    engine: Engine,
+    items: list[BatchItem],
+    *,
+    concurrency: int = 1,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    on_result: Callable[[ItemResult], None] | None = None,
+) -> BatchSummary:
+    """Run every item; write one JSONL line per finished item to ``out``; return the summary."""
+    if not 1 <= concurrency <= 64:
+        raise UserError(f"concurrency {concurrency} is out of range 1..64")
+    _serialize_gpu_tools(engine)
+    t0 = time.perf_counter()
+    results: list[ItemResult] = []
+    write_lock = threading.Lock()
+    fh = None
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fh = open(out, "w", encoding="utf-8")
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool:
+            futures = [pool.submit(_run_item, engine, item, seed) for item in items]
+            for fut in as_completed(futures):
+                res = fut.result()
+                with write_lock:
+                    results.append(res)
+                    if fh is not None:
+                        fh.write(json.dumps(asdict(res), ensure_ascii=False, sort_keys=True) + "\n")
+                        fh.flush()
+                if on_result is not None:
+                    on_result(res)
+    finally:
+        if fh is not None:
+            fh.close()
+    results.sort(key=lambda r: r.index)
+    return BatchSummary(results=results, seconds=time.perf_counter() - t0, out=str(out) if out else None)

@@ -1,0 +1,608 @@
+"""``scenewright serve``: the HTTP API (FastAPI, OpenAPI schema at ``/openapi.json``, docs at ``/docs``) and the
+chat web page at ``/``.
+
+Resources: sessions (create, list, read, send a message, undo, branch), turns, runs (list, read, final image,
+events by polling or as a server-sent-event stream), artifacts (content-addressed PNGs, by sha256 only).
+
+Work runs on one background worker thread, one turn at a time, in order: the engine's models (one GPU) are shared,
+and a session's turns must apply in the order they were sent. ``POST`` returns at once with the queued turn
+(``wait=true`` blocks until it is done); clients poll the turn or stream its run's events. On start the server
+finishes turns a previous process left pending (resumed from their run records), so a session survives a restart.
+
+Security, in layers:
+
+- bound to 127.0.0.1 by default; binding anywhere else needs a token (``--token`` / ``SCENEWRIGHT_TOKEN``), sent
+  as ``Authorization: Bearer <token>`` (or ``?token=`` where a browser cannot set headers: ``<img>``,
+  ``EventSource``); compared in constant time;
+- without a token, the ``Host`` header must name the loopback (no DNS rebinding from a web page);
+- writes must be ``application/json`` (a cross-site form post cannot be), bodies are capped (1 MiB default);
+- ids are validated by pattern before they touch the file system; artifacts are served only by sha256 name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.api import Engine, UserError
+from agent.blueprint import BlueprintError, parse_blueprint
+from agent.sessions import PENDING, ChatSession, Sessions, Turn, check_session_id
+
+MAX_BODY_BYTES = 1024 * 1024
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+WEB_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+STREAM_LIMIT_S = 600.0
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
+# --- request and response models (these make the OpenAPI schema) -------------------------------------------------
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateSession(_In):
+    prompt: Annotated[str, Field(max_length=8000)] | None = None
+    blueprint: dict[str, Any] | None = None
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    title: Annotated[str, Field(max_length=200)] | None = None
+    wait: bool = False
+
+
+class MessageIn(_In):
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    wait: bool = False
+
+
+class WaitIn(_In):
+    wait: bool = False
+
+
+class BranchIn(_In):
+    turn: int = Field(ge=0)
+    title: Annotated[str, Field(max_length=200)] | None = None
+
+
+class RunIn(_In):
+    prompt: Annotated[str, Field(max_length=8000)] | None = None
+    blueprint: dict[str, Any] | None = None
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+
+class LayoutBox(BaseModel):
+    name: str
+    box: list[float]
+    description: str = ""
+
+
+class LayoutText(BaseModel):
+    content: str
+    box: list[float]
+
+
+class Layout(BaseModel):
+    width: int
+    height: int
+    objects: list[LayoutBox]
+    texts: list[LayoutText]
+    background: str = ""
+    style: str = ""
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class TurnView(BaseModel):
+    session_id: str
+    index: int
+    kind: str
+    message: str
+    status: Literal["queued", "planning", "running", "done", "failed", "rejected"]
+    error: str | None = None
+    created: str
+    updated: str
+    changes: list[str]
+    ops: list[dict]
+    run_id: str | None = None
+    image_url: str | None = None
+    reran: list[str]
+    cached: list[str]
+    loops: dict[str, list[dict]] = {}
+    layout: Layout | None = None
+    look: list[str] = []
+    progress: Progress | None = None
+    seconds: float | None = None
+
+
+class SessionView(BaseModel):
+    session_id: str
+    title: str
+    created: str
+    updated: str
+    profile: str
+    parent_session: str | None = None
+    parent_turn: int | None = None
+    head: int | None = None
+    turns: list[TurnView] = []
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    title: str
+    created: str
+    updated: str
+    profile: str
+    turns: int
+    parent_session: str | None = None
+    parent_turn: int | None = None
+
+
+class EventsPage(BaseModel):
+    events: list[dict]
+    next: int
+    done: bool
+
+
+# --- the app -----------------------------------------------------------------------------------------------------
+class _Guard:
+    """ASGI middleware: token, Host and content-type checks, and the body size cap, before any route runs."""
+
+    def __init__(self, app, *, token: str | None, max_body: int, check_host: bool):
+        self.app, self.token, self.max_body, self.check_host = app, token, max_body, check_host
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path = scope.get("path", "")
+        if self.check_host:
+            host = headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+            if not is_loopback(name):
+                return await _reject(
+                    send, 421, f"host '{host[:100]}' is not allowed; this server only answers the loopback"
+                )
+        public = path == "/" or path.startswith("/web/") or path == "/favicon.ico"
+        if self.token and not public:
+            auth = headers.get("authorization", "")
+            given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+            if not given:
+                from urllib.parse import parse_qs
+
+                given = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token") or [""])[0]
+            if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+                return await _reject(send, 401, "missing or wrong token; send 'Authorization: Bearer <token>'")
+        method = scope.get("method", "GET")
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                return await _reject(send, 415, "send the request body as JSON (Content-Type: application/json)")
+            length = headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                return await _reject(send, 413, f"the request body is larger than {self.max_body} bytes")
+            body, more = b"", True
+            while more:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+                body += msg.get("body", b"")
+                more = msg.get("more_body", False)
+                if len(body) > self.max_body:
+                    return await _reject(send, 413, f"the request body is larger than {self.max_body} bytes")
+            sent = False
+
+            async def replay_receive():
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            return await self.app(scope, replay_receive, send)
+        return await self.app(scope, receive, send)
+
+
+async def _reject(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Server:
+    """The engine, the sessions, and the one worker thread that runs turns in order."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sessions = Sessions(engine)
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenewright-worker")
+        self._futures: dict[tuple[str, int], Future] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, session: ChatSession, index: int) -> Future:
+        fut = self.worker.submit(session.process, index)
+        with self._lock:
+            self._futures[(session.id, index)] = fut
+            for key in [k for k, f in self._futures.items() if f.done()]:
+                self._futures.pop(key, None)
+        return fut
+
+    def recover(self) -> Future:
+        return self.worker.submit(self.sessions.recover)
+
+    def session(self, session_id: str) -> ChatSession:
+        try:
+            check_session_id(session_id)
+            return self.sessions.open(session_id)
+        except UserError as err:
+            raise HTTPException(404 if "no session" in str(err) else 400, str(err)) from None
+
+    def run_dir(self, run_id: str) -> Path:
+        if not RUN_ID.match(run_id or ""):
+            raise HTTPException(400, f"'{run_id[:80]}' is not a run id")
+        path = self.engine.store.runs_dir / run_id
+        if not path.is_dir():
+            raise HTTPException(404, f"no run '{run_id}'")
+        return path
+
+    # --- views -----------------------------------------------------------------------------------------------
+    def turn_view(self, turn: Turn) -> dict:
+        state = turn.state or {}
+        bp = state.get("blueprint")
+        layout = None
+        if bp:
+            layout = {
+                "width": bp["canvas"]["width"],
+                "height": bp["canvas"]["height"],
+                "objects": [
+                    {"name": o["name"], "box": o["box"], "description": o.get("description", "")} for o in bp["objects"]
+                ],
+                "texts": [{"content": t["content"], "box": t["box"]} for t in bp["texts"]],
+                "background": bp.get("background", ""),
+                "style": bp.get("style", ""),
+            }
+        result = turn.result or {}
+        sha = result.get("image_sha256")
+        progress = None
+        if turn.status in PENDING and turn.run_id:
+            progress = _progress(self.engine.store.runs_dir / turn.run_id / "events.jsonl")
+        return {
+            "session_id": turn.session_id,
+            "index": turn.index,
+            "kind": turn.kind,
+            "message": turn.message,
+            "status": turn.status,
+            "error": turn.error,
+            "created": turn.created,
+            "updated": turn.updated,
+            "changes": turn.changes,
+            "ops": turn.ops,
+            "run_id": turn.run_id,
+            "image_url": f"/api/artifacts/{sha}" if sha else None,
+            "reran": turn.reran,
+            "cached": turn.cached,
+            "loops": result.get("loops", {}),
+            "layout": layout,
+            "look": state.get("look", []),
+            "progress": progress,
+            "seconds": result.get("seconds"),
+        }
+
+    def session_view(self, session: ChatSession) -> dict:
+        info = session.info
+        head = session.head()
+        return {
+            **{
+                k: info.get(k)
+                for k in ("session_id", "title", "created", "updated", "profile", "parent_session", "parent_turn")
+            },
+            "head": head.index if head else None,
+            "turns": [self.turn_view(t) for t in session.turns()],
+        }
+
+
+def _progress(events_path: Path) -> dict:
+    done = total = 0
+    if events_path.exists():
+        for line in events_path.read_text().splitlines():
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            kind = ev.get("event")
+            if kind == "run_started":
+                total += ev.get("nodes", 0)
+            elif kind == "loop_expanded":
+                total += ev.get("nodes", 0)
+            elif kind in ("finished", "cached", "failed", "skipped"):
+                done += 1
+    return {"done": done, "total": max(total, done)}
+
+
+def _read_events(path: Path, after: int, limit: int) -> tuple[list[dict], int]:
+    events, n = [], 0
+    if path.exists():
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, start=1):
+                if n <= after:
+                    continue
+                if not line.endswith("\n"):  # a line still being written
+                    n -= 1
+                    break
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+                if len(events) >= limit:
+                    break
+    return events, max(after, n if events else after)
+
+
+def _run_done(run_dir: Path) -> bool:
+    try:
+        status = json.loads((run_dir / "status.json").read_text()).get("status")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return status in ("done", "failed")
+
+
+def create_app(
+    engine: Engine | None = None,
+    *,
+    profile: str = "preview",
+    home: str | Path | None = None,
+    token: str | None = None,
+    max_body: int = MAX_BODY_BYTES,
+    check_host: bool | None = None,
+    recover: bool = True,
+) -> FastAPI:
+    """The ASGI app. ``check_host`` defaults to on without a token (loopback-only), off with one."""
+    engine = engine or Engine(profile, home=home)
+    server = Server(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if recover:
+            server.recover()
+        yield
+        server.worker.shutdown(wait=True, cancel_futures=False)
+
+    app = FastAPI(
+        title="scenewright",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Plan first, paint second: chat sessions, runs, events and artifacts. "
+        "Send `Authorization: Bearer <token>` when the server was started with a token.",
+    )
+    app.state.server = server
+
+    @app.exception_handler(UserError)
+    async def _user_error(request: Request, exc: UserError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    # --- page ------------------------------------------------------------------------------------------------
+    web = resources.files("agent").joinpath("web")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(web.joinpath("index.html").read_text(encoding="utf-8"))
+
+    @app.get("/web/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in WEB_FILES:
+            raise HTTPException(404, "no such file")
+        return Response(
+            web.joinpath(name).read_bytes(), media_type=WEB_FILES[name], headers={"Cache-Control": "no-cache"}
+        )
+
+    # --- sessions --------------------------------------------------------------------------------------------
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"ok": True, "profile": engine.profile.name}
+
+    @app.get("/api/sessions", response_model=list[SessionSummary])
+    def list_sessions(limit: int = Query(100, ge=1, le=1000)):
+        return server.sessions.list(limit)
+
+    @app.post("/api/sessions", status_code=201, response_model=SessionView)
+    def create_session(body: CreateSession):
+        bp = None
+        if body.blueprint is not None:
+            try:
+                bp = parse_blueprint(body.blueprint)
+            except BlueprintError as err:
+                raise HTTPException(400, f"invalid blueprint: {err.errors[0]}") from None
+        try:
+            session = server.sessions.create(body.prompt, blueprint=bp, seed=body.seed, title=body.title, run=False)
+        except UserError as err:
+            raise HTTPException(400, str(err)) from None
+        fut = server.submit(session, 0)
+        if body.wait:
+            fut.result()
+        return server.session_view(session)
+
+    @app.get("/api/sessions/{session_id}", response_model=SessionView)
+    def get_session(session_id: str):
+        return server.session_view(server.session(session_id))
+
+    def _send(session_id: str, text: str, wait: bool) -> dict:
+        session = server.session(session_id)
+        try:
+            turn = session.submit(text)
+        except UserError as err:
+            raise HTTPException(400, str(err)) from None
+        fut = server.submit(session, turn.index)
+        if wait:
+            fut.result()
+        return server.turn_view(session.turn(turn.index))
+
+    @app.post("/api/sessions/{session_id}/messages", status_code=202, response_model=TurnView)
+    def send_message(session_id: str, body: MessageIn):
+        return _send(session_id, body.text, body.wait)
+
+    @app.post("/api/sessions/{session_id}/undo", status_code=202, response_model=TurnView)
+    def undo(session_id: str, body: WaitIn):
+        return _send(session_id, "undo", body.wait)
+
+    @app.post("/api/sessions/{session_id}/branch", status_code=201, response_model=SessionView)
+    def branch(session_id: str, body: BranchIn):
+        session = server.session(session_id)
+        try:
+            new = session.branch(body.turn, body.title)
+        except UserError as err:
+            raise HTTPException(400, str(err)) from None
+        return server.session_view(new)
+
+    @app.get("/api/sessions/{session_id}/turns/{index}", response_model=TurnView)
+    def get_turn(session_id: str, index: int):
+        session = server.session(session_id)
+        turn = session.db.turn(session.id, index)
+        if turn is None:
+            raise HTTPException(404, f"session {session_id} has no turn {index}")
+        return server.turn_view(turn)
+
+    # --- runs ------------------------------------------------------------------------------------------------
+    @app.get("/api/runs")
+    def list_runs(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
+        return engine.store.list_runs(limit)
+
+    @app.post("/api/runs", status_code=201)
+    def create_run(body: RunIn) -> dict:
+        """Generate from a prompt, or run a blueprint; waits for the result (a run is seconds on preview)."""
+        if (body.prompt is None) == (body.blueprint is None):
+            raise HTTPException(400, "give a prompt or a blueprint (one of them)")
+        if body.blueprint is not None:
+            try:
+                bp = parse_blueprint(body.blueprint)
+            except BlueprintError as err:
+                raise HTTPException(400, f"invalid blueprint: {err.errors[0]}") from None
+            fut = server.worker.submit(engine.run_blueprint, bp)
+        else:
+            fut = server.worker.submit(engine.generate, body.prompt, seed=body.seed)
+        try:
+            return fut.result().to_dict()
+        except UserError as err:
+            raise HTTPException(400, str(err)) from None
+        except Exception as err:  # planning errors: the model's output was bad input
+            raise HTTPException(422, f"{type(err).__name__}: {err}") from None
+
+    @app.get("/api/runs/{run_id}")
+    def get_run(run_id: str) -> dict:
+        d = server.run_dir(run_id)
+        out: dict[str, Any] = {"run_id": run_id}
+        for name in ("status", "request", "result", "blueprint"):
+            p = d / f"{name}.json"
+            out[name] = json.loads(p.read_text()) if p.exists() else None
+        if out["result"]:
+            out["result"].pop("image", None)  # a server-side path; clients use the image URL
+            sha = out["result"].get("image_sha256")
+            out["image_url"] = f"/api/artifacts/{sha}" if sha else None
+        return out
+
+    @app.get("/api/runs/{run_id}/image", response_class=FileResponse)
+    def run_image(run_id: str):
+        p = server.run_dir(run_id) / "final.png"
+        if not p.exists():
+            raise HTTPException(404, f"run {run_id} has no image (yet)")
+        return FileResponse(p, media_type="image/png")
+
+    @app.get("/api/runs/{run_id}/events", response_model=EventsPage)
+    def run_events(run_id: str, after: int = Query(0, ge=0), limit: int = Query(1000, ge=1, le=10_000)):
+        """Poll: events after line ``after``; ``next`` is the ``after`` of the next call."""
+        d = server.run_dir(run_id)
+        events, nxt = _read_events(d / "events.jsonl", after, limit)
+        return {"events": events, "next": nxt, "done": _run_done(d) and len(events) < limit}
+
+    @app.get("/api/runs/{run_id}/events/stream")
+    async def run_events_stream(run_id: str, request: Request, after: int = Query(0, ge=0)):
+        """Server-sent events: one ``node`` event per record line, then ``end`` when the run is over."""
+        d = server.run_dir(run_id)
+        last = request.headers.get("last-event-id")
+        start = int(last) if last and last.isdigit() else after
+
+        async def stream():
+            pos, waited = start, 0.0
+            yield "retry: 1000\n\n"
+            while waited < STREAM_LIMIT_S:
+                if await request.is_disconnected():
+                    return
+                events, nxt = _read_events(d / "events.jsonl", pos, 1000)
+                for i, ev in enumerate(events, start=pos + 1):
+                    yield f"id: {i}\nevent: node\ndata: {json.dumps(ev, separators=(',', ':'))}\n\n"
+                pos = nxt
+                if not events:
+                    if _run_done(d):
+                        status = json.loads((d / "status.json").read_text()).get("status")
+                        yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
+                        return
+                    await asyncio.sleep(0.1)
+                    waited += 0.1
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+
+    # --- artifacts -------------------------------------------------------------------------------------------
+    @app.get("/api/artifacts/{sha}", response_class=FileResponse)
+    def artifact(sha: str):
+        if not SHA256.match(sha):
+            raise HTTPException(400, "artifacts are named by their sha256 (64 lower-case hex digits)")
+        p = engine.store.artifact_path(sha)
+        if not p.exists():
+            raise HTTPException(404, f"no artifact {sha[:12]}")
+        return FileResponse(p, media_type="image/png", headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+    return _GuardedApp(
+        app, token=token, max_body=max_body, check_host=(token is None) if check_host is None else check_host
+    )
+
+
+class _GuardedApp(_Guard):
+    """The FastAPI app behind the guard; attribute access (``.state``, ``.openapi()``…) goes to the app."""
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+
+def resolve_token(host: str, token: str | None) -> str | None:
+    """The token to require: the given one, else $SCENEWRIGHT_TOKEN. Binding beyond the loopback without one is an
+    error."""
+    token = token or os.environ.get("SCENEWRIGHT_TOKEN") or None
+    if token is not None and len(token) < 16:
+        raise UserError(
+            "the token is shorter than 16 characters;"
+            " use e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`"
+        )
+    if not is_loopback(host) and not token:
+        raise UserError(
+            f"binding to {host} exposes the API beyond this machine; pass --token (or set SCENEWRIGHT_TOKEN)"
+        )
+    return token
