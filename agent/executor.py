@@ -206,7 +206,7 @@ class Executor:
             except Exception as err:  # noqa: BLE001 - a tool failure becomes a node failure, never a crash
                 if type(err).__name__ == "OutOfMemoryError" and len(items) > 1 and attempt == 0:
                     attempt += 1  # free what we can and retry once in halves
-                    getattr(tool, "free_memory", lambda: None)()
+                    tool.free_memory()
                     half = len(items) // 2
                     try:
                         first = await asyncio.to_thread(self._call_tool, tool, items[:half])

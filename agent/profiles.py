@@ -94,6 +94,8 @@ def load_profiles(config: str | Path | None = None) -> dict[str, Profile]:
         except ValidationError as err:
             e = err.errors()[0]
             raise ProfileError(f"profile '{name}': {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+        if profile.device == "cpu" and profile.dtype == "float16":
+            raise ProfileError(f"profile '{name}': float16 does not run on the CPU; use dtype = \"float32\" or a GPU device")
         if base is not None:
             profile.models = {
                 role: str((base / m).resolve()) if m.startswith(("./", "../")) else m for role, m in profile.models.items()

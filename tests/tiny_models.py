@@ -30,7 +30,8 @@ _DONE = ".built"  # marker written last, so an interrupted build is redone
 
 # --- components --------------------------------------------------------------------------------------------
 def bytes_to_unicode() -> dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -141,8 +142,17 @@ def build_pipeline(role: str, real_size: bool = False):
         "inpaint": (StableDiffusionInpaintPipeline, {"in_channels": 9}),
     }[role]
     tok = build_clip_tokenizer()
+    unet = build_unet(real_size=real_size, **unet_kw)
+    if role == "layout_to_image":
+        # GLIGEN's gates start at 0 (tanh(0) = 0: boxes would do nothing); open them so layouts matter in tests
+        import torch
+
+        with torch.no_grad():
+            for name, p in unet.named_parameters():
+                if name.endswith(("fuser.alpha_attn", "fuser.alpha_dense")):
+                    p.fill_(1.0)
     return cls(
-        unet=build_unet(real_size=real_size, **unet_kw), vae=build_vae(real_size), tokenizer=tok,
+        unet=unet, vae=build_vae(real_size), tokenizer=tok,
         text_encoder=build_text_encoder(tok, real_size), scheduler=build_scheduler(),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )

@@ -57,8 +57,13 @@ class Tool:
         """Model identity for cache keys: model ids, revisions or weight hashes, prompt-template versions."""
         return {}
 
-    def batch_key(self, inp: ToolModel) -> Hashable:
+    def batch_key(self, inputs: dict) -> Hashable:
+        """Inputs with equal keys may share one ``run`` call. ``inputs`` is the *encoded* input dict (images as
+        ``{"$artifact": sha, "kind": "image", "size": [w, h]}``), so grouping never loads an image."""
         return ()
+
+    def free_memory(self) -> None:
+        """Called on out-of-memory before the batch is retried in halves; model-backed tools release caches."""
 
     def run(self, batch: list[ToolModel]) -> list[ToolModel]:  # pragma: no cover - abstract
         raise NotImplementedError
