@@ -132,9 +132,16 @@ class Executor:
                 break
             done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                tool, items, outs, error = task.result()
-                self._busy[tool.resource] -= 1
-                self._finish_batch(tool, items, outs, error)
+                stage, tool, items, outs, error = task.result()
+                if stage == "ran":
+                    # the model is free again: the next batch may start while this one is encoded beside it
+                    self._busy[tool.resource] -= 1
+                    if error is not None:
+                        self._finish_batch(tool, items, None, error)
+                    else:
+                        inflight.add(asyncio.create_task(self._encode_batch(tool, items, outs)))
+                else:
+                    self._finish_batch(tool, items, outs, error)
 
         seconds = time.perf_counter() - self._t0
         unfinished = [n for n in self._nodes if n not in self._outputs and n not in self._failed]
@@ -196,11 +203,11 @@ class Executor:
             try:
                 outs = await asyncio.to_thread(self._call_tool, tool, items)
                 ms = (time.perf_counter() - t0) * 1000
-                return tool, items, [(o, ms) for o in outs], None
+                return "ran", tool, items, [(o, ms) for o in outs], None
             except TransientError as err:
                 attempt += 1
                 if attempt > self.retries:
-                    return tool, items, None, f"{err} (gave up after {self.retries} retries)"
+                    return "ran", tool, items, None, f"{err} (gave up after {self.retries} retries)"
                 self._emit({"event": "retry", "tool": tool.name, "attempt": attempt, "error": str(err)})
                 await asyncio.sleep(0.2 * 2**attempt)
             except Exception as err:  # noqa: BLE001 - a tool failure becomes a node failure, never a crash
@@ -212,13 +219,21 @@ class Executor:
                         first = await asyncio.to_thread(self._call_tool, tool, items[:half])
                         second = await asyncio.to_thread(self._call_tool, tool, items[half:])
                         ms = (time.perf_counter() - t0) * 1000
-                        return tool, items, [(o, ms) for o in first + second], None
+                        return "ran", tool, items, [(o, ms) for o in first + second], None
                     except Exception as err2:  # noqa: BLE001
                         err = err2
-                return tool, items, None, _describe(err)
+                return "ran", tool, items, None, _describe(err)
 
-    def _call_tool(self, tool: Tool, items: list[_Item]) -> list[dict]:
-        """Decode, validate, run, encode — in a worker thread, so the event loop keeps scheduling."""
+    async def _encode_batch(self, tool: Tool, items: list[_Item], outs: list):
+        """Images to PNG artifacts, in a worker thread that does not hold the tool's resource."""
+        try:
+            encoded = await asyncio.to_thread(lambda: [(self._encode(o), ms) for o, ms in outs])
+            return "encoded", tool, items, encoded, None
+        except Exception as err:  # noqa: BLE001 - e.g. a full disk: the nodes fail, the run reports it
+            return "encoded", tool, items, None, _describe(err)
+
+    def _call_tool(self, tool: Tool, items: list[_Item]) -> list[BaseModel]:
+        """Decode, validate, run — in a worker thread, so the event loop keeps scheduling."""
         batch = []
         for it in items:
             try:
@@ -230,7 +245,7 @@ class Executor:
         outs = tool.run(batch)
         if len(outs) != len(batch) or not all(isinstance(o, tool.Output) for o in outs):
             raise RuntimeError(f"tool '{tool.name}' returned {len(outs)} results of the wrong type for {len(batch)} inputs")
-        return [self._encode(o) for o in outs]
+        return outs
 
     def _finish_batch(self, tool: Tool, items: list[_Item], outs, error: str | None) -> None:
         if error is not None:
@@ -355,6 +370,7 @@ class Executor:
     def _encode_value(self, value: Any) -> Any:
         if isinstance(value, PILImage.Image):
             digest = self.store.put_image(value)
+            self._remember(digest, value)  # consumers in this run skip the PNG decode
             return {"$artifact": digest, "kind": "image", "size": [value.width, value.height]}
         if isinstance(value, dict):
             return {k: self._encode_value(v) for k, v in value.items()}
@@ -378,11 +394,15 @@ class Executor:
                 self._images.move_to_end(digest)
                 return image.copy()
         image = self.store.get_image(digest)
+        self._remember(digest, image)
+        return image.copy()
+
+    def _remember(self, digest: str, image: PILImage.Image) -> None:
         with self._images_lock:
             self._images[digest] = image
+            self._images.move_to_end(digest)
             while len(self._images) > 64:
                 self._images.popitem(last=False)
-        return image.copy()
 
     def load_image(self, encoded: dict) -> PILImage.Image:
         return self._load_image(encoded["$artifact"])
