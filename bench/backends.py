@@ -154,7 +154,7 @@ def build_tools(args):
 
     mgr = ModelManager(args.device, args.dtype, memory_budget_gb=80, cpu_offload=False)
     if args.real_size:
-        from tests.tiny_models import build_clip, build_pipeline
+        from tiny_models import build_clip, build_pipeline
 
         ids = {"inpaint": "random:sd15-inpaint", "layout_to_image": "random:gligen-sd14", "clip": "random:clip-vit-b16"}
         dt = mgr.torch_dtype
@@ -166,7 +166,7 @@ def build_tools(args):
             model, proc = build_clip(real_size=True)
             mgr.put("clip", ids["clip"], (model.to(dtype=dt).eval(), proc))
     else:
-        from tests.tiny_models import build_tiny_models
+        from tiny_models import build_tiny_models
 
         paths = build_tiny_models(args.models)
         ids = {k: paths[k] for k in ("inpaint", "layout_to_image", "clip")}

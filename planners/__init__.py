@@ -24,6 +24,15 @@ def build_client(config: PlannerConfig):
     raise ValueError(f"planner kind '{config.kind}' has no LLM client")
 
 
+def _stated_counts():
+    """The rule-based planner's ``expected_counts`` (counts the prompt states outright), if it is available."""
+    try:
+        from planners.rule_based import expected_counts
+    except ImportError:
+        return None
+    return expected_counts
+
+
 def build_planner(config: PlannerConfig, recorder: Recorder | None = None) -> Planner:
     """Return the planner a profile asks for. Heavy backends are imported only when chosen."""
     if config.kind == "rule":
@@ -41,5 +50,6 @@ def build_planner(config: PlannerConfig, recorder: Recorder | None = None) -> Pl
             repairs=config.repairs,
             temperature=config.temperature,
             max_tokens=config.max_tokens,
+            expected_counts=_stated_counts(),
         )
     raise ValueError(f"unknown planner kind '{config.kind}'; use rule, vllm-server, vllm-local or transformers")

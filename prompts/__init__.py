@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import string
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
-__all__ = ["TemplateError", "load", "render", "version", "names"]
+__all__ = ["TemplateError", "load", "names", "render", "version"]
 
 _SUFFIXES = (".txt", ".jinja")
 
@@ -33,7 +33,7 @@ def names() -> list[str]:
     return sorted(p.name.rsplit(".", 1)[0] for p in _dir().iterdir() if p.name.endswith(_SUFFIXES))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> tuple[str, str]:
     for suffix in _SUFFIXES:
         path = _dir().joinpath(name + suffix)

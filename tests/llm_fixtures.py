@@ -10,10 +10,14 @@ The recipe follows ``shared/notes/vllm-cpu.md`` A.1.
 recommend (``--enforce-eager``, server-side ``disable_any_whitespace`` with the xgrammar backend), waits for
 ``/health`` *and* one real completion, and stops the process group by PID.
 
-By hand::
+``local_plan_many`` plans a batch with the in-process ``vllm.LLM`` client; the tests run it in a child process
+(``local-plan``), since vLLM spawns engine processes and keeps process-wide state.
 
-    python -m tests.llm_fixtures build DIR            # build the model
-    python -m tests.llm_fixtures serve DIR [--port N]   # build if needed, serve until Ctrl-C
+By hand (from the repository root, ``PYTHONPATH=.``)::
+
+    python -m tests.llm_fixtures build DIR              # build the model
+    python -m tests.llm_fixtures serve DIR [--port N]   # build if needed, serve until Ctrl-C / SIGTERM
+    python -m tests.llm_fixtures local-plan DIR         # in-process vLLM batch planning, prints a JSON result
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +37,7 @@ from pathlib import Path
 SERVED_NAME = "tiny-llama"  # --served-model-name: recorded requests do not depend on the temp folder
 MAX_MODEL_LEN = 4096
 _DONE = ".built"
+RESULT_PREFIX = "LOCAL_PLAN_RESULT "
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -61,7 +67,10 @@ def _training_texts():
         a, b = words[i % len(words)], words[(i * 5 + 3) % len(words)]
         yield json.dumps(
             {
-                "objects": [{"name": f"a {a}", "box": [0.1, 0.25, 0.5, 0.875]}, {"name": b, "box": [0.5, 0.2, 0.9, 0.6]}],
+                "objects": [
+                    {"name": f"a {a}", "box": [0.1, 0.25, 0.5, 0.875]},
+                    {"name": b, "box": [0.5, 0.2, 0.9, 0.6]},
+                ],
                 "texts": [{"content": "OPEN", "box": [0.2, 0.1, 0.4, 0.2]}],
                 "background": f"a quiet street with a {b}",
                 "style": "photo",
@@ -81,7 +90,9 @@ def build_tiny_llama(out: str | Path, *, max_len: int = MAX_MODEL_LEN, seed: int
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    out.mkdir(parents=True, exist_ok=True)
+    final, out = out, out.with_name(f"{out.name}.tmp{os.getpid()}")  # build aside, then rename: no half-built dir
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     specials = ["<|bos|>", "<|eos|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -126,7 +137,13 @@ def build_tiny_llama(out: str | Path, *, max_len: int = MAX_MODEL_LEN, seed: int
     model.save_pretrained(out, safe_serialization=True)
     hf_tok.save_pretrained(out)
     (out / _DONE).write_text("ok\n")
-    return out
+    try:
+        os.replace(out, final)
+    except OSError:  # another process finished first
+        shutil.rmtree(out, ignore_errors=True)
+        if not (final / _DONE).exists():
+            raise
+    return final
 
 
 def free_port() -> int:
@@ -186,12 +203,11 @@ class VLLMServer:
         import httpx
 
         self.work.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "wb")
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=server_env(self.work), start_new_session=True
-        )
-        log.close()
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=server_env(self.work), start_new_session=True
+            )
         base = f"http://127.0.0.1:{self.port}"
         try:
             while True:
@@ -249,11 +265,49 @@ class VLLMServer:
         self.stop()
 
 
+def local_plan_many(model_dir: Path, work: Path, n_prompts: int = 6) -> dict:
+    """In-process ``vllm.LLM`` batch planning (run in its own process: vLLM spawns engine processes and keeps
+    process-wide state). Returns outcomes and timings as JSON-able data."""
+    os.environ.update(server_env(work))
+    t0 = time.monotonic()
+    from planners.llm_client import VLLMLocalClient
+    from planners.llm_planner import LLMPlanner
+
+    client = VLLMLocalClient(str(model_dir), dtype="float32", max_model_len=MAX_MODEL_LEN, enforce_eager=True)
+    planner = LLMPlanner(client, limits=tiny_limits(), max_tokens=256, repairs=2)
+    client.llm  # noqa: B018  (load now, to time it apart from planning)
+    t1 = time.monotonic()
+    prompts = [f"a cat and a dog in park number {i}" for i in range(n_prompts)]
+    results = planner.plan_many(prompts, seeds=list(range(n_prompts)))
+    t2 = time.monotonic()
+    single = planner.plan("a red car next to a tree", seed=0)
+    t3 = time.monotonic()
+    return {
+        "outcomes": [r.to_json() if hasattr(r, "to_json") else f"{type(r).__name__}: {r}" for r in results],
+        "ok": [not isinstance(r, Exception) for r in results],
+        "batches": planner.stats,
+        "single_objects": len(single.objects),
+        "load_s": round(t1 - t0, 2),
+        "plan_many_s": round(t2 - t1, 2),
+        "plan_one_s": round(t3 - t2, 2),
+    }
+
+
+def tiny_limits():
+    """Schema limits a random model can finish well within 256 tokens: short [a-z ] strings, at most 2 objects."""
+    from planners.llm_planner import SchemaLimits
+
+    return SchemaLimits(
+        max_objects=2, max_texts=1, name_chars=12, text_chars=8, background_chars=16, style_chars=8,
+        negative_chars=8, description_chars=24, char_class="[a-z ]", first_char_class="[a-z]",
+    )  # fmt: skip
+
+
 def _main(argv: list[str]) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m tests.llm_fixtures")
-    ap.add_argument("action", choices=["build", "serve"])
+    ap.add_argument("action", choices=["build", "serve", "local-plan"])
     ap.add_argument("dir", help="model folder (built if missing)")
     ap.add_argument("--port", type=int, default=None)
     args = ap.parse_args(argv)
@@ -262,9 +316,22 @@ def _main(argv: list[str]) -> int:
     print(f"tiny llama at {model_dir} ({time.monotonic() - t0:.1f}s)", flush=True)
     if args.action == "build":
         return 0
+    if args.action == "local-plan":
+        result = local_plan_many(model_dir, Path(args.dir).resolve().parent / "vllm-local-work")
+        print(RESULT_PREFIX + json.dumps(result), flush=True)  # vLLM logs to stdout too: mark our line
+        return 0
     server = VLLMServer(model_dir, Path(args.dir).resolve().parent / "vllm-work", port=args.port)
+
+    def _stop(signum, frame):  # SIGTERM, and SIGINT even when a background shell ignores it
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     server.start()
-    print(f"serving model '{SERVED_NAME}' at {server.url} (healthy after {server.startup_s:.1f}s); Ctrl-C stops", flush=True)
+    print(
+        f"serving model '{SERVED_NAME}' at {server.url} (healthy after {server.startup_s:.1f}s); Ctrl-C stops",
+        flush=True,
+    )
     try:
         while server.proc and server.proc.poll() is None:
             time.sleep(1)
