@@ -2,7 +2,7 @@
 
 Layout under ``$SCENEWRIGHT_HOME`` (default ``./scenewright-runs``)::
 
-    artifacts/ab/abcdef….png      images (PNG), JSON blobs; named by the sha256 of their bytes
+    artifacts/ab/abcdef….png      images as PNG, named by the sha256 of their pixels (see ``image_digest``)
     index.sqlite                  tables ``cache`` (node cache key → outputs) and ``runs`` (the run index)
     runs/<run_id>/                request.json, blueprint.json, graph.json, env.json, events.jsonl,
                                   status.json, result.json, llm.jsonl, final.png
@@ -56,6 +56,14 @@ def encode_png(image: PILImage.Image) -> bytes:
     return buf.getvalue()
 
 
+def image_digest(image: PILImage.Image) -> str:
+    """An image's address: sha256 over mode, size and raw pixels. Hashing pixels rather than PNG bytes takes
+    ~1 ms instead of a ~60 ms encode, and keeps addresses (and so cache keys) stable across PNG encoder versions."""
+    h = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
 class Store:
     """Artifacts, cache and run index under one home directory. Safe to share between threads and processes."""
 
@@ -84,15 +92,12 @@ class Store:
         return _Tx(db)
 
     # --- artifacts -------------------------------------------------------------------------------------------
-    def put_bytes(self, data: bytes, suffix: str) -> str:
-        digest = sha256_hex(data)
-        path = self.artifact_path(digest, suffix)
+    def put_image(self, image: PILImage.Image, digest: str | None = None) -> str:
+        digest = digest or image_digest(image)
+        path = self.artifact_path(digest, ".png")
         if not path.exists():
-            atomic_write(path, data)
+            atomic_write(path, encode_png(image))
         return digest
-
-    def put_image(self, image: PILImage.Image) -> str:
-        return self.put_bytes(encode_png(image), ".png")
 
     def artifact_path(self, digest: str, suffix: str = ".png") -> Path:
         if not (len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):

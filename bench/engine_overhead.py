@@ -39,6 +39,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", default=str(ROOT / "tests" / ".cache" / "tiny-models"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--timeline", action="store_true", help="print one engine run's node timeline")
     args = ap.parse_args(argv)
     args.dtype = args.dtype or ("float16" if args.device.startswith("cuda") else "float32")
     steps = args.steps or (20 if args.real_size else 4)
@@ -66,10 +67,10 @@ def main(argv=None) -> dict:
     objects = [{"name": o.name, "phrase": o.description, "box": o.box} for o in bp.objects]
     layout, inpaint, clip = tools["layout_to_image"].pipeline(), tools["regional_repaint"].pipeline(), tools["region_check"].model()
 
-    def engine() -> float:
+    def engine(events=None) -> float:
         with tempfile.TemporaryDirectory() as home:
             t = time.perf_counter()
-            result = Executor(registry, Store(Path(home))).run(graph)
+            result = Executor(registry, Store(Path(home)), on_event=events.append if events is not None else None).run(graph)
             _sync(args.device)
             assert result.ok and result.cached_nodes == 0, result.failed
             return time.perf_counter() - t
@@ -87,6 +88,12 @@ def main(argv=None) -> dict:
         e_times.append(engine())
         d_times.append(direct())
     e, d = statistics.median(e_times), statistics.median(d_times)
+    if args.timeline:
+        events: list[dict] = []
+        engine(events)
+        for ev in events:
+            if ev["event"] in ("started", "finished"):
+                print(f"{ev['t'] * 1000:9.1f} ms  {ev['event']:<9} {ev['node']:<28} {ev.get('ms') or '':>9} batch {ev.get('batch')}")
     result = {
         "device": args.device, "dtype": args.dtype, "real_size": args.real_size, "size": size, "steps": steps,
         "objects": args.objects, "iters": args.iters, "repeats": args.repeats,
