@@ -15,11 +15,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from agent.blueprint import Blueprint, BlueprintError, parse_blueprint
+from agent.blueprint import Blueprint, BlueprintError, Canvas, parse_blueprint
 from agent.executor import Executor, RunResult
-from agent.graph import Graph, GraphError, validate_graph
+from agent.graph import Graph, validate_graph
 from agent.profiles import Profile, get_profile
 from agent.recipes import compile_llm_blueprint
 from agent.store import RunRecord, Store, canonical_json
@@ -111,7 +111,8 @@ class Engine:
             raise UserError("the prompt is empty; describe the image you want")
         planner = build_planner(self.profile, RunRecorder(record, replay))
         try:
-            return planner.plan(prompt, seed=seed)
+            canvas = Canvas(width=self.profile.width, height=self.profile.height)
+            return planner.plan(prompt, seed=seed, canvas=canvas)
         except PlanningError:
             raise
         except BlueprintError as err:
@@ -286,6 +287,3 @@ def _nesting_depth(text: str) -> int:
             depth -= 1
     return best
 
-
-def summarize(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from agent.api import Engine, RunOutcome, UserError, load_plan_file
 from agent.blueprint import Blueprint, BlueprintError, json_schema
-from agent.graph import Graph, GraphError
+from agent.graph import GraphError
 from agent.profiles import ProfileError, load_profiles
 from planners.base import PlanningError
 
@@ -248,7 +248,7 @@ def profiles(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt):
 
 @app.command()
 def schema():
-    """Print the Blueprint JSON schema (what LLM planners are constrained to)."""
+    """Print the Blueprint JSON schema: the format of plan files (`plan --json`, `run FILE`)."""
     print(json.dumps(json_schema(), indent=2))
 
 

@@ -221,10 +221,10 @@ class Executor:
 
     def _dispatch(self) -> set[asyncio.Task]:
         tasks = set()
-        for (name, _), queue in self._queues.items():
+        for (name, _), group in self._queues.items():
             tool = self.registry.get(name)
-            while queue and self._busy[tool.resource] < self.slots.get(tool.resource, 1):
-                items = [queue.popleft() for _ in range(min(tool.max_batch, len(queue)))]
+            while group and self._busy[tool.resource] < self.slots.get(tool.resource, 1):
+                items = [group.popleft() for _ in range(min(tool.max_batch, len(group)))]
                 self._busy[tool.resource] += 1
                 tasks.add(asyncio.create_task(self._run_batch(tool, items)))
         return tasks
