@@ -113,7 +113,8 @@ def report(outcome: RunOutcome, as_json: bool, out: Optional[Path]) -> None:
         err.print(f"{status} run {outcome.run_id}: {outcome.total_nodes} nodes, {outcome.cached_nodes} from cache, {outcome.seconds:.2f}s")
         for node, message in outcome.failed.items():
             err.print(f"  [red]{node}[/]: {message}", highlight=False)
-        print(f"image: {outcome.image}")
+        if outcome.image:
+            print(f"image: {outcome.image}")
         print(f"run:   {outcome.run_dir}")
     if not outcome.ok:
         if not as_json:
