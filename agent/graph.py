@@ -228,6 +228,8 @@ def validate_graph(graph: Graph, registry: Registry) -> nx.DiGraph:
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter:
     field = model.model_fields[name]
     annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+        return TypeAdapter(annotation)  # a model input (e.g. a description) brings its own config
     return TypeAdapter(annotation, config={"arbitrary_types_allowed": True})
 
 

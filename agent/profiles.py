@@ -35,6 +35,25 @@ class PlannerConfig(BaseModel):
     repairs: int = Field(2, ge=0, le=5)
 
 
+class VLMConfig(BaseModel):
+    """The VLM critic of the critique loops (ImageRepainter, ArtAug); "preview" uses deterministic stand-ins."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["preview", "vllm-server", "vllm-local", "transformers"] = "preview"
+    model: str = ""
+    url: str = "http://127.0.0.1:8000/v1"
+    api_key: str = "EMPTY"
+    timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int = Field(1024, ge=16, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    repairs: int = Field(2, ge=0, le=5)
+    text_chars: int = Field(80, ge=4, le=400)
+    summary_chars: int = Field(240, ge=8, le=400)
+    max_objects: int = Field(5, ge=0, le=12)
+    max_edits: int = Field(3, ge=0, le=8)
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +73,13 @@ class Profile(BaseModel):
     delay_ms: int = Field(0, ge=0, le=60_000)
     refine_threshold: float = Field(0.25, ge=0.0, le=1.0)
     refine_iters: int = Field(2, ge=0, le=8)
+    vlm: VLMConfig = VLMConfig()
+    # SceneVTG: the final text node becomes glyph → text pass → OCR-verified loop per region (agent/recipes/scene_text.py)
+    scene_text: bool = False
+    text_threshold: float = Field(0.9, ge=0.0, le=1.0)  # 1 - normalised edit distance needed to accept a region
+    text_iters: int = Field(2, ge=0, le=8)
+    lora: str = ""  # a LoRA safetensors file or folder (e.g. from `scenewright distill`) loaded into the SD pipelines
+    lora_scale: float = Field(1.0, ge=0.0, le=4.0)
 
 
 def _read(path: Path) -> dict:
@@ -100,6 +126,10 @@ def load_profiles(config: str | Path | None = None) -> dict[str, Profile]:
             profile.models = {
                 role: str((base / m).resolve()) if m.startswith(("./", "../")) else m for role, m in profile.models.items()
             }
+        if base is not None and profile.lora.startswith(("./", "../")):
+            profile.lora = str((base / profile.lora).resolve())
+        if base is not None and profile.vlm.model.startswith(("./", "../")):
+            profile.vlm.model = str((base / profile.vlm.model).resolve())
         profiles[name] = profile
     return profiles
 

@@ -612,7 +612,7 @@ class TransformersClient(_BaseClient):
             model, tok = self._load()
             if self._compiler is None:
                 info = xgr.TokenizerInfo.from_huggingface(
-                    tok, vocab_size=model.config.vocab_size, stop_token_ids=self._eos_ids()
+                    tok, vocab_size=model.config.get_text_config().vocab_size, stop_token_ids=self._eos_ids()
                 )
                 self._compiler = xgr.GrammarCompiler(info)
             try:
@@ -621,12 +621,17 @@ class TransformersClient(_BaseClient):
                 raise LLMRequestError(f"xgrammar cannot compile the schema: {_one_line(err, 200)}") from None
         return self._grammars[key]
 
+    def _encode(self, messages) -> dict:
+        """Model inputs for a conversation (a VLM subclass adds pixel values: ``tools.vlm.TransformersVLMClient``)."""
+        _, tok = self._load()
+        return tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+
     def _generate(self, messages, *, n, temperature, max_tokens, seed, grammar=None) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
 
         model, tok = self._load()
-        enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+        enc = self._encode(messages)
         enc = {k: v.to(model.device) for k, v in enc.items()}
         prompt_len = enc["input_ids"].shape[1]
         sample = temperature > 0

@@ -508,4 +508,8 @@ def diffusers_tools(profile, manager: ModelManager | None = None) -> list[Tool]:
         from tools.clip_check import ClipRegionCheck
 
         tools.append(ClipRegionCheck(mgr, models["clip"]))
+    if getattr(profile, "lora", ""):  # a distilled LoRA (scenewright distill) in the SD pipelines: tools/lora.py
+        from tools.lora import with_lora
+
+        tools = with_lora(tools, profile, mgr)
     return tools

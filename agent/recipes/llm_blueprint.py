@@ -47,8 +47,21 @@ def compile_llm_blueprint(
     threshold: float = 0.25,
     max_iters: int = 2,
     strength: float = 0.75,
+    scene_text: bool = False,
+    text_regions: list[dict] | None = None,
+    text_threshold: float = 0.9,
+    text_iters: int = 2,
 ) -> Graph:
-    """Compile a blueprint into the LLM Blueprint graph. Same blueprint and options → same graph JSON."""
+    """Compile a blueprint into the LLM Blueprint graph. Same blueprint and options → same graph JSON.
+
+    ``scene_text``: the final ``text`` node becomes the SceneVTG subgraph (glyph → inpaint → OCR-verified loop per
+    region, ``agent/recipes/scene_text.py``) when the registry has its tools; otherwise plain ``render_text``.
+    Objects needing a reference get RealRAG's ``retrieve.<obj>`` node, feeding the repaint loop, whenever the
+    registry has ``retrieve_reference`` (a reference library is configured; ``agent/recipes/realrag.py``).
+    """
+    from agent.recipes.realrag import reference_node, reference_queries
+
+    queries = reference_queries(bp) if "retrieve_reference" in registry else {}
 
     def node(id: str, tool: str, **inputs) -> ToolNode:
         return ToolNode(id=id, tool=tool, version=registry.get(tool).version, inputs=inputs)
@@ -77,6 +90,10 @@ def compile_llm_blueprint(
         slug = _slug(obj.name, taken)
         text = obj.description or obj.name
         nodes.append(node(f"check.{slug}", "region_check", image={"ref": "scene.image"}, box=obj.box, text=text))
+        ref_input = {}
+        if obj.name in queries:  # RealRAG branch: gated retrieval feeds the repaint loop's reference
+            nodes.append(reference_node(node, slug, obj, queries[obj.name], threshold=threshold))
+            ref_input = {"reference": {"ref": f"retrieve.{slug}.reference"}}
         nodes.append(
             LoopNode(
                 id=f"refine.{slug}",
@@ -92,6 +109,7 @@ def compile_llm_blueprint(
                         strength=strength,
                         steps=steps,
                         guidance=guidance,
+                        **ref_input,
                     ),
                     node("check", "region_check", image={"ref": "repaint.image"}, box=obj.box, text=text),
                 ],
@@ -103,7 +121,17 @@ def compile_llm_blueprint(
         layers.append({"image": {"ref": f"refine.{slug}.image"}, "box": obj.box})
     nodes.append(node("compose", "composite", base={"ref": "scene.image"}, layers=layers))
     output = "compose.image"
-    if bp.texts:
+    from agent.recipes.scene_text import scene_text_nodes, supports_scene_text
+    from agent.recipes.scene_text import text_regions as _regions
+
+    if bp.texts and scene_text and supports_scene_text(registry):
+        nodes += scene_text_nodes(
+            node, "compose.image", text_regions if text_regions is not None else _regions(bp), width=w, height=h,
+            context=bp.background or bp.style, negative_prompt=bp.negative_prompt, steps=steps, guidance=guidance,
+            threshold=text_threshold, max_iters=text_iters,
+        )
+        output = "text.image"
+    elif bp.texts:
         texts = [{"content": t.content, "box": t.box, "style": t.style} for t in bp.texts]
         nodes.append(node("text", "render_text", image={"ref": "compose.image"}, texts=texts))
         output = "text.image"
