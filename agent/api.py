@@ -135,12 +135,35 @@ class Engine:
         except BlueprintError as err:
             raise PlanningError(f"the planner produced an invalid blueprint: {err}") from None
 
-    def compile(self, bp: Blueprint, *, seed: int | None = None) -> Graph:
+    def plan_text_regions(
+        self, bp: Blueprint, *, record: RunRecord | None = None, replay=None, recorder=None
+    ) -> list[dict] | None:
+        """Scene-text quads from the LLM two-turn planner (``planners/text_regions.py``) when the profile has
+        ``scene_text`` and ``text_planner = "llm"`` with an LLM planner; None (the blueprint's boxes) otherwise.
+        Never raises for a bad LLM answer: the planner falls back to the boxes and says why."""
+        p = self.profile
+        if not (p.scene_text and bp.texts and p.text_planner == "llm" and p.planner.kind != "rule"):
+            return None
+        import planners
+        from planners.text_regions import plan_text_regions
+
+        client = planners.build_client(p.planner)
+        try:
+            rec = recorder if recorder is not None else RunRecorder(record, replay)
+            plan = plan_text_regions(client, bp, recorder=rec, repairs=p.planner.repairs)
+        finally:
+            getattr(client, "close", lambda: None)()
+        if record is not None:
+            record.write_json("text_regions.json", plan.to_json())
+        return plan.as_dicts()
+
+    def compile(self, bp: Blueprint, *, seed: int | None = None, text_regions: list[dict] | None = None) -> Graph:
         p = self.profile
         graph = compile_llm_blueprint(
             bp, self.registry, seed=seed, steps=p.steps, guidance=p.guidance,
             threshold=p.refine_threshold, max_iters=p.refine_iters,
             scene_text=p.scene_text, text_threshold=p.text_threshold, text_iters=p.text_iters,
+            text_regions=text_regions,
         )
         if self.critique or "aesthetic" in bp.critiques:
             from agent.recipes.artaug import append_artaug
@@ -159,7 +182,8 @@ class Engine:
         except PlanningError as err:
             record.set_status("failed", error=str(err))
             raise
-        return self._execute(record, bp, self.compile(bp, seed=seed))
+        regions = self.plan_text_regions(bp, record=record)
+        return self._execute(record, bp, self.compile(bp, seed=seed, text_regions=regions))
 
     def run_blueprint(self, bp: Blueprint, *, seed: int | None = None) -> RunOutcome:
         record = self.store.new_run(profile=self.profile.name, prompt=bp.prompt)

@@ -78,6 +78,8 @@ class Profile(BaseModel):
     scene_text: bool = False
     text_threshold: float = Field(0.9, ge=0.0, le=1.0)  # 1 - normalised edit distance needed to accept a region
     text_iters: int = Field(2, ge=0, le=8)
+    # where scene-text quads come from: the blueprint's boxes, or the LLM two-turn planner (planners/text_regions.py)
+    text_planner: Literal["boxes", "llm"] = "boxes"
     lora: str = ""  # a LoRA safetensors file or folder (e.g. from `scenewright distill`) loaded into the SD pipelines
     lora_scale: float = Field(1.0, ge=0.0, le=4.0)
 

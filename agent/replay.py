@@ -596,7 +596,8 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
     # 2. compile again
     if bp is not None:
         try:
-            fresh = engine.compile(bp).model_dump(mode="json")
+            regions = engine.plan_text_regions(bp, recorder=_StrictRecorder(_read_jsonl(d / "llm.jsonl")))
+            fresh = engine.compile(bp, text_regions=regions).model_dump(mode="json")
         except Exception as err:  # noqa: BLE001 - a recipe crash is a regression to report, not a replay crash
             report.diffs.append(NodeDiff("<compile>", "recipe", f"compiling failed on replay: {err}"))
         else:

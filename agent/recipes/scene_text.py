@@ -11,7 +11,7 @@ Per text region (a quadrilateral; ids use the text's slug ``s``)::
 
 Choices, written down:
 - Regions come from the blueprint's text boxes (axis-aligned quads, :func:`text_regions`), or are passed as
-  ``regions`` (e.g. quads proposed by an LLM/VLM; the two-turn point → quad planner is not written yet). Either
+  ``regions`` (e.g. quads proposed by an LLM/VLM: the two-turn point → quad planner, ``planners/text_regions.py``). Either
   way they are validated (inside the canvas, convex, no overlaps, text fits) before compiling.
 - The content is the user's text exactly (the blueprint keeps quoted text verbatim); nothing is rewritten here.
 - Every region repaints from the same base and the winners are composited: regions never overlap, so this
