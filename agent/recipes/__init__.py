@@ -1,7 +1,6 @@
 """Recipes compile a Blueprint into a Graph. One module per published method."""
 
 from agent.recipes.llm_blueprint import compile_llm_blueprint
-
 from agent.recipes.realrag import compile_realrag
 from agent.recipes.scene_text import compile_scene_text
 

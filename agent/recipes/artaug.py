@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from agent.blueprint import Blueprint
-from agent.graph import Graph, LoopNode, ToolNode, parse_ref
+from agent.graph import Graph, LoopNode, parse_ref
+from agent.recipes.common import node_maker
 from tools.base import Registry
 
 LOOP_ID = "artaug"
@@ -51,8 +52,7 @@ def append_artaug(
 ) -> Graph:
     """The graph with the ArtAug loop after its output; the new output is the loop's best image."""
 
-    def node(id: str, tool: str, **inputs) -> ToolNode:
-        return ToolNode(id=id, tool=tool, version=registry.get(tool).version, inputs=inputs)
+    node = node_maker(registry)
 
     draft = {"ref": graph.output}
     prompt = bp.prompt.strip() or bp.global_prompt()

@@ -28,7 +28,8 @@ from typing import Any
 
 from agent.blueprint import Blueprint, parse_blueprint
 from agent.executor import Executor
-from agent.graph import Graph, LoopNode, ToolNode, iter_refs, parse_ref
+from agent.graph import Graph, LoopNode, ToolNode, parse_ref
+from agent.recipes.common import node_maker
 from agent.recipes.llm_blueprint import compile_llm_blueprint
 from tools.roles import ImageDescription
 
@@ -86,7 +87,7 @@ def prefix_graph(graph: Graph, prefix: str) -> tuple[list, str]:
 
 
 def _node(registry, id: str, tool: str, **inputs) -> ToolNode:
-    return ToolNode(id=id, tool=tool, version=registry.get(tool).version, inputs=inputs)
+    return node_maker(registry)(id, tool, **inputs)
 
 
 def _ref_node(registry, path: str, sha: str, width: int, height: int) -> ToolNode:

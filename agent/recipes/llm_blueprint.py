@@ -19,22 +19,13 @@ Choices, written down:
 
 from __future__ import annotations
 
-import re
-
 from agent.blueprint import Blueprint
-from agent.graph import Graph, LoopNode, ToolNode
+from agent.graph import Graph, LoopNode
+from agent.recipes.common import node_maker, scene_node
+from agent.recipes.common import slug as make_slug
 from tools.base import Registry
 
 RECIPE = "llm_blueprint"
-
-
-def _slug(name: str, taken: set[str]) -> str:
-    base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] or "object"
-    slug, n = base, 2
-    while slug in taken:
-        slug, n = f"{base}_{n}", n + 1
-    taken.add(slug)
-    return slug
 
 
 def compile_llm_blueprint(
@@ -63,31 +54,16 @@ def compile_llm_blueprint(
 
     queries = reference_queries(bp) if "retrieve_reference" in registry else {}
 
-    def node(id: str, tool: str, **inputs) -> ToolNode:
-        return ToolNode(id=id, tool=tool, version=registry.get(tool).version, inputs=inputs)
+    node = node_maker(registry)
 
     w, h = bp.canvas.width, bp.canvas.height
-    nodes: list = [
-        node(
-            "scene",
-            "layout_to_image",
-            prompt=bp.global_prompt(),
-            background=bp.background,
-            style=bp.style,
-            negative_prompt=bp.negative_prompt,
-            objects=[{"name": o.name, "phrase": o.description or o.name, "box": o.box} for o in bp.objects],
-            width=w,
-            height=h,
-            steps=steps,
-            guidance=guidance,
-        )
-    ]
+    nodes: list = [scene_node(node, bp, steps=steps, guidance=guidance)]
     # the paper refines in descending box area; composite in the same order so nearer, smaller boxes win
     ordered = sorted(bp.objects, key=lambda o: -((o.box[2] - o.box[0]) * (o.box[3] - o.box[1])))
     taken: set[str] = set()
     layers = []
     for obj in ordered:
-        slug = _slug(obj.name, taken)
+        slug = make_slug(obj.name, taken)
         text = obj.description or obj.name
         nodes.append(node(f"check.{slug}", "region_check", image={"ref": "scene.image"}, box=obj.box, text=text))
         ref_input = {}

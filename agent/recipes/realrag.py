@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from agent.blueprint import Blueprint
 from agent.graph import Graph, LoopNode, ToolNode
+from agent.recipes.common import node_maker, scene_node
+from agent.recipes.common import slug as make_slug
 from tools.base import Registry
 
 RECIPE = "realrag"
@@ -58,23 +60,14 @@ def compile_realrag(
     """``gate``: skip retrieval when the draft's check reaches it (default: ``threshold``; above 1: never skip)."""
     if "retrieve_reference" not in registry:
         raise ValueError("no reference library is configured; add images with 'scenewright library add DIR'")
-    from agent.recipes.llm_blueprint import _slug
+    node = node_maker(registry)
 
-    def node(id: str, tool: str, **inputs) -> ToolNode:
-        return ToolNode(id=id, tool=tool, version=registry.get(tool).version, inputs=inputs)
-
-    w, h = bp.canvas.width, bp.canvas.height
-    nodes: list = [
-        node("scene", "layout_to_image", prompt=bp.global_prompt(), background=bp.background, style=bp.style,
-             negative_prompt=bp.negative_prompt,
-             objects=[{"name": o.name, "phrase": o.description or o.name, "box": o.box} for o in bp.objects],
-             width=w, height=h, steps=steps, guidance=guidance)
-    ]
+    nodes: list = [scene_node(node, bp, steps=steps, guidance=guidance)]
     queries = reference_queries(bp)
     taken: set[str] = set()
     layers = []
     for obj in sorted(bp.objects, key=lambda o: -((o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))):
-        slug = _slug(obj.name, taken)
+        slug = make_slug(obj.name, taken)
         if obj.name not in queries:
             continue
         text = obj.description or obj.name

@@ -22,10 +22,9 @@ Choices, written down:
 
 from __future__ import annotations
 
-import re
-
 from agent.blueprint import Blueprint
-from agent.graph import Graph, LoopNode, ToolNode
+from agent.graph import Graph, LoopNode
+from agent.recipes.common import node_maker, scene_node, slug
 from tools.base import Registry
 
 RECIPE = "scene_text"
@@ -44,15 +43,6 @@ def text_regions(bp: Blueprint) -> list[dict]:
     from tools.scene_text import box_to_quad
 
     return [{"text": t.content, "quad": box_to_quad(t.box), "style": t.style} for t in bp.texts]
-
-
-def _slug(text: str, taken: set[str]) -> str:
-    base = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:32] or "text"
-    slug, n = base, 2
-    while slug in taken:
-        slug, n = f"{base}_{n}", n + 1
-    taken.add(slug)
-    return slug
 
 
 def supports_scene_text(registry: Registry) -> bool:
@@ -88,7 +78,7 @@ def scene_text_nodes(
     taken: set[str] = set()
     base = {"ref": base_ref}
     for r in regions:
-        s = f"{out_id}.{_slug(r['text'], taken)}"
+        s = f"{out_id}.{slug(r['text'], taken, limit=32, default='text')}"
         text = {"content": r["text"], "quad": [round(float(v), 4) for v in r["quad"]], "style": r.get("style", "")}
         what = r.get("style") or "a sign"
         prompt = f'{what} with the text "{r["text"]}"' + (f", {context}" if context else "")
@@ -133,16 +123,10 @@ def compile_scene_text(
 ) -> Graph:
     """SceneVTG on its own: the layout scene (``scene``), then OCR-verified text per region (``text``)."""
 
-    def node(id: str, tool: str, **inputs) -> ToolNode:
-        return ToolNode(id=id, tool=tool, version=registry.get(tool).version, inputs=inputs)
+    node = node_maker(registry)
 
     w, h = bp.canvas.width, bp.canvas.height
-    nodes: list = [
-        node("scene", "layout_to_image", prompt=bp.global_prompt(), background=bp.background, style=bp.style,
-             negative_prompt=bp.negative_prompt,
-             objects=[{"name": o.name, "phrase": o.description or o.name, "box": o.box} for o in bp.objects],
-             width=w, height=h, steps=steps, guidance=guidance)
-    ]
+    nodes: list = [scene_node(node, bp, steps=steps, guidance=guidance)]
     regions = text_regions(bp) if regions is None else regions
     if not regions:
         return Graph(recipe=RECIPE, seed=bp.seed if seed is None else seed, nodes=nodes, output="scene.image")
