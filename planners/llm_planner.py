@@ -49,6 +49,7 @@ import logging
 import math
 import re
 import time
+import typing
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -68,6 +69,7 @@ from agent.blueprint import (
     parse_blueprint,
     semantic_errors,
 )
+from agent.edits import MAX_OPS, EditError, EditOp, EditPlan, SceneState, apply_edits, parse_edit_plan
 from planners.base import NullRecorder, PlanningError, Recorder
 from planners.llm_client import Completion, JSONRequest, LLMClient, LLMError, TruncatedError
 
@@ -606,6 +608,81 @@ class LLMPlanner:
         gens = [self._steps(p, s, canvas or Canvas()) for p, s in zip(prompts_, seeds)]
         return self._drive(gens)
 
+    # chat edits -----------------------------------------------------------------------------------------------
+    edit_max_ops: int = MAX_OPS  # ops per answer in the edit schema (tests narrow it for a random model)
+
+    def edit(self, blueprint: Blueprint, message: str, *, look: Sequence[str] = ()) -> EditPlan:
+        """One chat message → an :class:`~agent.edits.EditPlan` that applies cleanly to ``blueprint`` (+ ``look``).
+
+        "undo"-style messages are answered without the LLM (as the rule parser reads them). Otherwise one
+        structured-output call against :func:`edit_schema` (kind ``llm.edit``); the answer is validated with the
+        EditPlan models and by applying it (:func:`agent.edits.apply_edits`, which runs the Blueprint's checks), and a
+        problem goes back as a repair turn, bounded by ``repairs`` (the same budget covers truncated answers, retried
+        with twice the tokens). When the budget runs out: :class:`PlanningError`, one line. Sessions turn that into a
+        rejected turn whose error is that line (no silent fallback to the rule parser: the user sees the LLM failed).
+        """
+        text = " ".join(str(message or "").split())
+        if not text:
+            raise PlanningError("the message is empty; say what to change, e.g. 'make the cat bigger'")
+        from planners.edit_rules import _UNDO, _norm
+
+        if _UNDO.match(_norm(text)):
+            return EditPlan(action="undo")
+        result = self._drive([self._edit_steps(blueprint, text, list(look))])[0]
+        if isinstance(result, PlanningError):
+            raise result
+        return result
+
+    def _edit_messages(self, blueprint: Blueprint, message: str, look: list[str]) -> list[dict]:
+        system, _ = prompts.render("edit_system", max_ops=self.edit_max_ops)
+        user, _ = prompts.render("edit_user", scene=edit_scene_summary(blueprint, look), message=message)
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def _edit_steps(self, blueprint: Blueprint, message: str, look: list[str]) -> Generator[_Call, list, EditPlan]:
+        state = SceneState(blueprint=blueprint, look=look)
+        schema = edit_schema(blueprint, self.limits, max_ops=self.edit_max_ops)
+        base = self._edit_messages(blueprint, message, look)
+        messages, budget, attempt, max_tokens = base, self.repairs, 0, self.max_tokens
+        short = _one_line_prompt(message)
+        while True:
+            comps = yield _Call(KIND_EDIT, JSONRequest(messages, schema, 1, 0.0, max_tokens, attempt * 16, "edit"))
+            c = comps[0] if comps else None
+            truncated = c is not None and c.finish_reason == "length"
+            if c is None:
+                problem = "the LLM returned no answer"
+            elif truncated:
+                problem = f"the answer was cut off at max_tokens={max_tokens}"
+            else:
+                try:
+                    plan = parse_edit_plan(c.text)
+                    if plan.action == "undo":
+                        return EditPlan(action="undo")
+                    apply_edits(state, list(plan.ops))  # names, texts, boxes, the Blueprint's own checks
+                    return plan
+                except EditError as err:
+                    problem = str(err)
+            problem = " ".join(problem.split())[:300]
+            if budget <= 0:
+                raise PlanningError(
+                    f"{self._who()} could not turn the message {short} into a valid edit after {self.repairs}"
+                    f" repairs: {problem}"
+                )
+            budget -= 1
+            attempt += 1
+            if truncated:
+                if max_tokens >= self.max_tokens_cap:
+                    raise PlanningError(
+                        f"{self._who()} edit answer was cut off at max_tokens={max_tokens} for {short};"
+                        " raise planner.max_tokens"
+                    )
+                max_tokens = min(2 * max_tokens, self.max_tokens_cap)
+                messages = base
+            else:
+                messages = base + [
+                    {"role": "assistant", "content": c.text if c is not None else ""},
+                    {"role": "user", "content": prompts.render("edit_repair", errors="- " + problem)[0]},
+                ]
+
     # driver ---------------------------------------------------------------------------------------------------
     def _drive(self, gens: list[Generator]) -> list:
         results: list = [None] * len(gens)
@@ -915,3 +992,102 @@ def _parse_descriptions(text: str, names: Sequence[str]) -> dict[str, str] | Non
             desc = " ".join(it["description"].split())[:400]
             out.setdefault(it["name"], desc)
     return out
+
+
+# --- chat edits: the bounded edit schema and the scene summary -----------------------------------------------------
+KIND_EDIT = "llm.edit"
+EDIT_TEMPLATES = ("edit_system", "edit_user", "edit_repair")
+_EDIT_TARGETS_OBJECT = ("remove_object", "move_object", "set_box", "resize_object", "describe_object")
+
+
+def _edit_op_models() -> tuple[type[BaseModel], ...]:
+    """The EditOp union's member models, in their declared order."""
+    return typing.get_args(typing.get_args(EditOp)[0])
+
+
+def edit_schema(blueprint: Blueprint, limits: SchemaLimits | None = None, *, max_ops: int = MAX_OPS) -> dict:
+    """The bounded JSON schema of one :class:`~agent.edits.EditPlan` against ``blueprint``.
+
+    Derived from the EditOp models: one ``anyOf`` branch per op, every field required (the model defaults are
+    spelled out by the LLM), numbers bounded by the models' own ``ge``/``le``, free text by ``limits`` patterns
+    (``_repeat`` chunks of at most 128, ``(|x)`` for optional text), boxes as 4 numbers in [0, 1]. Ops that target an
+    existing object take its ``name`` from an ``enum`` of the blueprint's object names (and are left out when there
+    are none); ``old`` (which text) is an ``enum`` of the current texts' contents plus "" (the first one).
+    No ``multipleOf``, no ``minLength``/``maxLength`` next to a pattern, no discriminator: what xgrammar 0.2.8 takes.
+    """
+    lim = limits or SchemaLimits()
+    names = list(dict.fromkeys(o.name for o in blueprint.objects))
+    texts = list(dict.fromkeys([""] + [t.content for t in blueprint.texts]))
+    chars = {
+        "name": lim.name_chars,
+        "description": lim.description_chars,
+        "content": lim.text_chars,
+        "style": lim.style_chars,
+        "background": lim.background_chars,
+        "adjustment": min(80, lim.text_chars),
+    }
+    box = {
+        "type": "array",
+        "items": {"type": "number", "minimum": 0.0, "maximum": 1.0},
+        "minItems": 4,
+        "maxItems": 4,
+    }
+    branches = []
+    for model in _edit_op_models():
+        op = model.model_fields["op"].default
+        if op in _EDIT_TARGETS_OBJECT and not names:
+            continue
+        src = model.model_json_schema()
+        required = set(src.get("required", []))
+        props: dict[str, dict] = {}
+        for fname, spec in src["properties"].items():
+            if fname == "op":
+                props[fname] = {"type": "string", "enum": [op]}
+            elif fname == "name" and op in _EDIT_TARGETS_OBJECT:
+                props[fname] = {"type": "string", "enum": names}
+            elif fname == "old":
+                props[fname] = {"type": "string", "enum": texts}
+            elif fname == "box":
+                props[fname] = box
+            elif spec.get("type") in ("number", "integer"):
+                if "minimum" not in spec or "maximum" not in spec:
+                    raise ValueError(f"edit fname {op}.{fname} has no numeric bounds")
+                props[fname] = {"type": spec["type"], "minimum": spec["minimum"], "maximum": spec["maximum"]}
+            elif spec.get("type") == "string" and fname in chars:
+                body = lim.first_char_class + _repeat(lim.char_class, chars[fname] - 1)
+                pattern = f"^{body}$" if fname in required else f"^(|{body})$"
+                props[fname] = {"type": "string", "pattern": pattern}
+            else:
+                raise ValueError(f"edit fname {op}.{fname} has no bound in edit_schema; add one")
+        branches.append({"type": "object", "properties": props, "required": list(props), "additionalProperties": False})
+    return {
+        "type": "object",
+        "properties": {
+            "action": {"type": "string", "enum": ["edit", "undo"]},
+            "ops": {"type": "array", "items": {"anyOf": branches}, "maxItems": max(1, min(max_ops, MAX_OPS))},
+        },
+        "required": ["action", "ops"],
+        "additionalProperties": False,
+    }
+
+
+def edit_scene_summary(blueprint: Blueprint, look: Sequence[str] = ()) -> str:
+    """The current picture for the edit prompt: canvas, objects (name, description, box), texts, background, style,
+    look; one JSON value per line, boxes rounded to 3 decimals."""
+
+    def box(b) -> list[float]:
+        return [round(float(v), 3) for v in b]
+
+    def js(v) -> str:
+        return json.dumps(v, ensure_ascii=False, separators=(", ", ": "))
+
+    lines = [f"canvas: {blueprint.canvas.width} x {blueprint.canvas.height} pixels", "objects:"]
+    lines += [
+        "  " + js({"name": o.name, "description": o.description, "box": box(o.box)}) for o in blueprint.objects
+    ] or ["  (none)"]
+    lines.append("texts:")
+    lines += ["  " + js({"content": t.content, "box": box(t.box)}) for t in blueprint.texts] or ["  (none)"]
+    lines.append(f"background: {js(blueprint.background)}")
+    lines.append(f"style: {js(blueprint.style)}")
+    lines.append(f"look adjustments: {js(list(look))}")
+    return "\n".join(lines)
