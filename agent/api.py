@@ -45,6 +45,7 @@ class RunOutcome:
     seconds: float
     failed: dict[str, str] = field(default_factory=dict)
     loops: dict[str, list[dict]] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # what the profile could not do as asked (stand-ins)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,6 +122,27 @@ class Engine:
         self.on_event = on_event
         self.critique = critique  # append the ArtAug critique loop after the recipe (agent/recipes/artaug.py)
         self.critique_options = dict(critique_options or {})
+        self._models_checked = False
+
+    def notices(self) -> list[str]:
+        """What this profile does instead of what a recipe step asks (a role without a model), one line each."""
+        from agent.model_roles import stand_ins
+
+        return [f"{role}: {what}" for role, what in stand_ins(self.profile)]
+
+    def require_models(self) -> None:
+        """Stop before any work when a model the profile loads is not on this machine: one ``ModelNotFound``
+        line naming the ``scenewright models pull`` (or ``convert``) to run. Checked once per Engine."""
+        if self._models_checked:
+            return
+        from agent.model_roles import missing_models
+
+        problem = missing_models(self.profile)
+        if problem:
+            from tools.models import ModelNotFound
+
+            raise ModelNotFound(problem)
+        self._models_checked = True
 
     # --- planning --------------------------------------------------------------------------------------------
     def plan(self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None) -> Blueprint:
@@ -175,6 +197,7 @@ class Engine:
     def generate(self, prompt: str, *, seed: int = 0) -> RunOutcome:
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
+        self.require_models()
         record = self.store.new_run(profile=self.profile.name, prompt=prompt)
         self._write_request(record, {"kind": "prompt", "prompt": prompt, "seed": seed})
         try:
@@ -186,12 +209,14 @@ class Engine:
         return self._execute(record, bp, self.compile(bp, seed=seed, text_regions=regions))
 
     def run_blueprint(self, bp: Blueprint, *, seed: int | None = None) -> RunOutcome:
+        self.require_models()
         record = self.store.new_run(profile=self.profile.name, prompt=bp.prompt)
         self._write_request(record, {"kind": "blueprint", "seed": bp.seed if seed is None else seed})
         return self._execute(record, bp, self.compile(bp, seed=seed))
 
     def run_graph(self, graph: Graph) -> RunOutcome:
         validate_graph(graph, self.registry)
+        self.require_models()
         record = self.store.new_run(profile=self.profile.name, prompt=f"<graph {graph.recipe or 'custom'}>")
         self._write_request(record, {"kind": "graph", "seed": graph.seed})
         return self._execute(record, None, graph)
@@ -207,7 +232,8 @@ class Engine:
         return self._execute(record, bp, graph, fresh=False)
 
     def _write_request(self, record: RunRecord, request: dict) -> None:
-        record.write_json("request.json", {**request, "profile": self.profile.name})
+        extra = {"critique": self.critique_options} if self.critique else {}  # replay compiles the same loop
+        record.write_json("request.json", {**request, "profile": self.profile.name, **extra})
 
     def _execute(self, record: RunRecord, bp: Blueprint | None, graph: Graph, fresh: bool = True) -> RunOutcome:
         if fresh:
@@ -264,7 +290,7 @@ class Engine:
         return RunOutcome(
             run_id=record.id, run_dir=str(record.dir), image=summary["image"], ok=result.ok,
             total_nodes=result.total_nodes, cached_nodes=result.cached_nodes, seconds=summary["seconds"],
-            failed=result.failed, loops=result.loops,
+            failed=result.failed, loops=result.loops, notices=self.notices(),
         )
 
     def environment(self) -> dict:
@@ -274,11 +300,17 @@ class Engine:
                 versions[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
                 pass
+        from agent.model_roles import role_status
+
         return {
+            "notices": self.notices(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "packages": versions,
             "profile": self.profile.model_dump(mode="json"),
+            # what each role resolved to on this machine: id@commit (+fp16 variant, +converted)
+            "models": {r.role: {"model": r.model, "identity": r.identity, "variant": r.variant}
+                       for r in role_status(self.profile) if r.status == "ok"},
             "tools": {n: {"version": self.registry.get(n).version, "identity": self.registry.get(n).identity()} for n in self.registry.names()},
         }
 

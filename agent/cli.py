@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -20,6 +21,7 @@ from agent.blueprint import Blueprint, BlueprintError, json_schema
 from agent.graph import GraphError
 from agent.profiles import ProfileError, load_profiles
 from planners.base import PlanningError
+from tools.models import ModelNotFound
 
 EXAMPLES = """
 Examples:
@@ -57,7 +59,7 @@ CritiqueRoundsOpt = typer.Option(2, "--critique-rounds", min=0, max=8, help="Mos
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -66,7 +68,7 @@ def user_errors():
     """Turn the errors a user can cause into one line and the right exit code; never a traceback."""
     try:
         yield
-    except (UserError, BlueprintError, GraphError, ProfileError, FileNotFoundError) as e:
+    except (UserError, BlueprintError, GraphError, ProfileError, FileNotFoundError, ModelNotFound) as e:
         fail(str(e), 2)
     except PlanningError as e:
         fail(str(e), 1)
@@ -112,6 +114,8 @@ def report(outcome: RunOutcome, as_json: bool, out: Optional[Path]) -> None:
     if as_json:
         print(json.dumps(outcome.to_dict(), indent=2))
     else:
+        for notice in outcome.notices:
+            err.print(f"[yellow]note:[/] {escape(notice)}", highlight=False, soft_wrap=True)
         status = "[green]done[/]" if outcome.ok else "[red]failed[/]"
         err.print(f"{status} run {outcome.run_id}: {outcome.total_nodes} nodes, {outcome.cached_nodes} from cache, {outcome.seconds:.2f}s")
         for node, message in outcome.failed.items():
@@ -523,8 +527,10 @@ def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suit
 import agent.cli_critique  # noqa: E402,F401  (repaint, distill: ImageRepainter and ArtAug commands)
 
 from agent.cli_library import library_app  # noqa: E402
+from agent.cli_models import models_app  # noqa: E402
 
 app.add_typer(library_app, name="library")
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

@@ -73,13 +73,13 @@ def _components(profile):
         raise DistillError("distill needs peft: pip install 'scenewright[train]' (or pip install peft)") from None
     from diffusers import StableDiffusionPipeline
 
-    from tools.models import ModelNotFound, shared_manager
+    from tools.models import ModelNotFound, resolved
+    from tools.weights import load_kwargs
 
-    mgr = shared_manager(profile.device, profile.dtype, profile.memory_budget_gb, profile.cpu_offload)
     try:
+        res = resolved(profile.models["text_to_image"], "text_to_image")
         pipe = StableDiffusionPipeline.from_pretrained(
-            profile.models["text_to_image"], local_files_only=mgr.local_files_only, use_safetensors=True,
-            safety_checker=None, requires_safety_checker=False,
+            res.source(), safety_checker=None, requires_safety_checker=False, **load_kwargs(res)
         )  # fmt: skip
     except (OSError, ValueError, ModelNotFound) as err:
         raise DistillError(f"cannot load the text_to_image model of profile '{profile.name}': {err}") from None

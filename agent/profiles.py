@@ -117,6 +117,7 @@ def load_profiles(config: str | Path | None = None) -> dict[str, Profile]:
             raw[name] = (body, path.resolve().parent)
     profiles = {}
     for name, (body, base) in raw.items():
+        body = _extended(name, raw)
         try:
             profile = Profile.model_validate({**body, "name": name})
         except ValidationError as err:
@@ -134,6 +135,31 @@ def load_profiles(config: str | Path | None = None) -> dict[str, Profile]:
             profile.vlm.model = str((base / profile.vlm.model).resolve())
         profiles[name] = profile
     return profiles
+
+
+MERGED_TABLES = ("models", "planner", "vlm")
+
+
+def _extended(name: str, raw: dict[str, tuple[dict, Path | None]], seen: tuple[str, ...] = ()) -> dict:
+    """A profile's body with ``extends = "other"`` applied: the other profile's keys, then this one's; the
+    ``models``, ``planner`` and ``vlm`` tables merge key by key, so ``[profiles.mine] extends = "sd15"`` with
+    ``steps = 30`` keeps every model id (and revision pin) of ``sd15``."""
+    body = dict(raw[name][0])
+    parent = body.pop("extends", None)
+    if parent is None:
+        return body
+    if not isinstance(parent, str) or parent not in raw:
+        raise ProfileError(f"profile '{name}': extends = {parent!r} is not a profile; available: {', '.join(sorted(raw))}")
+    if parent in seen or parent == name:
+        raise ProfileError(f"profile '{name}': extends forms a cycle ({' → '.join(seen + (name, parent))})")
+    merged = _extended(parent, raw, seen + (name,))
+    for key, value in body.items():
+        if key in MERGED_TABLES and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    merged.pop("description", None) if "description" not in body else None
+    return merged
 
 
 def get_profile(name: str, config: str | Path | None = None) -> Profile:

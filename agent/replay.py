@@ -84,7 +84,7 @@ class Tolerances(BaseModel):
     ssim_min: float = Field(0.98, ge=-1.0, le=1.0)
     clip_min: float | None = Field(None, ge=-1.0, le=1.0)
     clip_model: str = ""
-    score_atol: float = Field(0.0, ge=0.0)
+    score_atol: float = Field(1e-3, ge=0.0)  # floats of non-deterministic tools (CLIP scores on a GPU)
     exact_deterministic: bool = True
 
 
@@ -253,7 +253,7 @@ def resolve_target(
             if not cases:
                 raise UserError(f"suite {path} has no cases; add one with `scenewright suite add RUN --suite {path}`")
             return path.name, [_case(p, tol) for p in cases], tol
-        if (path / "graph.json").exists():
+        if _is_record(path):
             suite_tol = _read_tolerances(path.parent.parent / SUITE_FILE, base) if tolerances is None else base
             return path.name, [_case(path, suite_tol)], suite_tol
         raise UserError(f"{path} is neither a run folder (no graph.json) nor a suite (no {SUITE_FILE} or cases/)")
@@ -264,6 +264,11 @@ def resolve_target(
     except FileNotFoundError:
         raise UserError(f"no run or suite '{target}': not a folder, and not a run under {store.runs_dir}") from None
     return target, [_Case(target, record.dir, None, base)], base
+
+
+def _is_record(path: Path) -> bool:
+    """A run record with something to replay: one graph, or a repaint run's round graphs."""
+    return (path / "graph.json").exists() or (path / "rounds").is_dir()
 
 
 def _case(path: Path, tol: Tolerances) -> _Case:
@@ -342,9 +347,13 @@ def clip_similarity(a: PILImage.Image, b: PILImage.Image, model: str) -> float |
             import torch  # noqa: F401
             from transformers import CLIPModel, CLIPProcessor
 
+            from tools.models import resolved
+            from tools.weights import load_kwargs
+
+            res = resolved(model, "clip")
             _CLIP[model] = (
-                CLIPModel.from_pretrained(model, local_files_only=True).eval(),
-                CLIPProcessor.from_pretrained(model, local_files_only=True),
+                CLIPModel.from_pretrained(res.source(), **load_kwargs(res)).eval(),
+                CLIPProcessor.from_pretrained(res.source(), local_files_only=True),
             )
         clip, proc = _CLIP[model]
         import torch
@@ -547,7 +556,8 @@ def replay_case(case: _Case, store: Store, profile: str | Profile | None = None)
 
 def _replay_case(case: _Case, store: Store, profile: str | Profile | None, report: CaseReport) -> None:
     d = case.dir
-    for name in ("graph.json", "events.jsonl"):
+    rounds = (d / "rounds").is_dir() and not (d / "graph.json").exists()  # a repaint run: one graph per round
+    for name in ("events.jsonl",) if rounds else ("graph.json", "events.jsonl"):
         if not (d / name).exists():
             raise UserError(f"{d} has no {name}; it is not a finished run record")
     request = _read_json(d / "request.json") if (d / "request.json").exists() else {}
@@ -566,13 +576,17 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
             raise UserError(f"{d / 'env.json'}: the recorded profile is not valid for this version") from None
     else:
         prof = get_profile(request.get("profile", "preview"))
-    engine = Engine(prof, home=store.home)
+    critique = request.get("critique")  # a --critique run: the ArtAug loop is part of the compiled graph
+    engine = Engine(prof, home=store.home, critique=isinstance(critique, dict),
+                    critique_options=critique if isinstance(critique, dict) else None)
+    old_images, new_images = _Images(store, case.artifacts), _Images(store, None)
+    if rounds:
+        _replay_rounds(d, engine, store, case, report, old_images, new_images)
+        return
     try:
         graph = Graph.model_validate(_read_json(d / "graph.json"))
     except ValidationError as err:
         raise UserError(f"{d / 'graph.json'} is not a valid graph: {err.errors()[0]['msg']}") from None
-    order, recorded, rec_tools = _recorded_outputs(_read_jsonl(d / "events.jsonl"))
-    old_images, new_images = _Images(store, case.artifacts), _Images(store, None)
     kind = request.get("kind")
 
     # 1. plan again, from the recorded LLM responses
@@ -584,7 +598,8 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
 
         try:
             planner = build_planner(prof.planner, _StrictRecorder(_read_jsonl(d / "llm.jsonl")))
-            bp = planner.plan(request.get("prompt", ""), seed=int(request.get("seed", 0)))
+            bp = planner.plan(request.get("prompt", ""), seed=int(request.get("seed", 0)),
+                              canvas=_recorded_canvas(recorded_bp, prof))
         except (ReplayMiss, PlanningError, BlueprintError, NotImplementedError, ImportError) as err:
             report.diffs.append(NodeDiff("<plan>", prof.planner.kind, f"planning failed on replay: {err}"))
         else:
@@ -620,7 +635,64 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
                     else f"the recompiled graph differs at '{_first_json_difference(old, new)}'"
                 )
                 report.diffs.append(NodeDiff("<compile>", "recipe", reason))
-    # 3. execute with the cache bypassed, tools at today's versions
+    # 3. execute with the cache bypassed, tools at today's versions, model answers (VLM) from the recording
+    _serve_recorded_answers(engine, _read_jsonl(d / "llm.jsonl"))
+    _execute_and_compare(graph, _read_jsonl(d / "events.jsonl"), engine, store, case, report, old_images, new_images)
+
+
+def _recorded_canvas(recorded_bp: dict, prof: Profile):
+    """The canvas the run was planned on: the recorded blueprint's (an sdxl run is 1024 px), else the profile's."""
+    from agent.blueprint import Canvas
+
+    try:
+        return Canvas.model_validate(recorded_bp["canvas"])
+    except (KeyError, TypeError, ValidationError):
+        return Canvas(width=prof.width, height=prof.height)
+
+
+def _serve_recorded_answers(engine: Engine, rows: list[dict]) -> None:
+    """Tools that ask a model through the LLM client (the VLM critic) get the run's recorded answers; a request the
+    recording does not hold fails that node (a divergence), never a live call."""
+    recorder = _StrictRecorder(rows)
+    for name in engine.registry.names():
+        tool = engine.registry.get(name)
+        if hasattr(tool, "recorder"):
+            tool.recorder = recorder
+
+
+def _segments(events: list[dict]) -> list[list[dict]]:
+    """events.jsonl split at each ``run_started``: one segment per executed graph (a repaint run has one per round)."""
+    out: list[list[dict]] = []
+    for ev in events:
+        if ev.get("event") == "run_started" or not out:
+            out.append([])
+        out[-1].append(ev)
+    return out
+
+
+def _replay_rounds(d: Path, engine: Engine, store: Store, case: _Case, report: CaseReport,
+                   old_images: _Images, new_images: _Images) -> None:
+    """A ``repaint`` run: every round's graph (``rounds/r<k>.graph.json``) in order against its own events."""
+    graphs = sorted((d / "rounds").glob("r*.graph.json"), key=lambda p: int(p.name[1:].split(".")[0]))
+    segments = _segments(_read_jsonl(d / "events.jsonl"))
+    if not graphs or len(segments) < len(graphs):
+        raise UserError(f"{d} has {len(graphs)} round graphs but {len(segments)} recorded executions; not replayable")
+    _serve_recorded_answers(engine, _read_jsonl(d / "llm.jsonl"))
+    for path, events in zip(graphs, segments):
+        try:
+            graph = Graph.model_validate(_read_json(path))
+        except ValidationError as err:
+            raise UserError(f"{path} is not a valid graph: {err.errors()[0]['msg']}") from None
+        before = len(report.diffs)
+        _execute_and_compare(graph, events, engine, store, case, report, old_images, new_images)
+        round_name = path.name.split(".")[0]
+        for diff in report.diffs[before:]:
+            diff.node = f"{round_name}/{diff.node}"
+
+
+def _execute_and_compare(graph: Graph, events: list[dict], engine: Engine, store: Store, case: _Case,
+                         report: CaseReport, old_images: _Images, new_images: _Images) -> None:
+    order, recorded, rec_tools = _recorded_outputs(events)
     registry = engine.registry
     versions: dict[str, tuple[str, str]] = {}
 
@@ -655,8 +727,12 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
     result = executor.run(run_graph, None)
     new_outputs = result.outputs
     loops = {n.id for n in graph.nodes if isinstance(n, LoopNode)}
-    # 4. compare, in recorded execution order
+    # 4. compare, in recorded execution order. A deterministic tool is compared byte for byte only while its inputs
+    # are the recorded ones: once an upstream non-deterministic node came back different (within its tolerance),
+    # everything downstream of it is compared with the same tolerances (float round-off propagates; it is no
+    # regression of the deterministic tool).
     diffs: list[NodeDiff] = []
+    inexact: set[str] = set()  # authored ids whose outputs were not byte-identical
     for node in order:
         tool = rec_tools.get(node, "")
         if node in failures:
@@ -680,7 +756,10 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
                     node, tool, f"tool version changed {was} → {now}; re-pin the case if intended", "version", was, now
                 )
             )
-        deterministic = registry.get(tool).deterministic if tool in registry else True
+        auth = _authored_id(node, loops)
+        upstream_moved = auth in dag and bool(inexact & (_ancestors(dag, auth) | {auth}))
+        before = len(diffs)
+        deterministic = (registry.get(tool).deterministic if tool in registry else True) and not upstream_moved
         _compare_value(
             recorded[node],
             new_outputs[node],
@@ -694,6 +773,8 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
             tool,
             report,
         )
+        if len(diffs) == before and canonical_json(recorded[node]) != canonical_json(new_outputs[node]):
+            inexact.add(auth)  # moved within tolerance (round-off): what it feeds may move too
     for node in new_outputs:
         if node not in recorded and node not in loops:
             diffs.append(NodeDiff(node, "", "ran on replay but not in the recording (its loop ran longer)"))
@@ -763,7 +844,7 @@ def suite_add(
     """Pin a finished run as a golden case: copy its record and every image it produced into the suite."""
     store = store or Store()
     src = Path(run)
-    if not (src.is_dir() and (src / "graph.json").exists()):
+    if not (src.is_dir() and _is_record(src)):
         try:
             src = store.open_run(run).dir
         except FileNotFoundError:
@@ -801,6 +882,8 @@ def suite_add(
     for f in RECORD_FILES:
         if (src / f).exists():
             shutil.copyfile(src / f, tmp / f)
+    if (src / "rounds").is_dir():  # a repaint run: its round graphs, blueprints and descriptions
+        shutil.copytree(src / "rounds", tmp / "rounds")
     for sha in sorted(shas):
         p = store.artifact_path(sha)
         if not p.exists():

@@ -33,6 +33,15 @@ def _stated_counts():
     return expected_counts
 
 
+def _named_objects():
+    """The rule-based reader's ``named_objects`` (one name per object the prompt names), if it is available."""
+    try:
+        from planners.rule_based import named_objects
+    except ImportError:
+        return None
+    return named_objects
+
+
 def build_planner(config: PlannerConfig, recorder: Recorder | None = None) -> Planner:
     """Return the planner a profile asks for. Heavy backends are imported only when chosen."""
     if config.kind == "rule":
@@ -51,5 +60,6 @@ def build_planner(config: PlannerConfig, recorder: Recorder | None = None) -> Pl
             temperature=config.temperature,
             max_tokens=config.max_tokens,
             expected_counts=_stated_counts(),
+            expected_objects=_named_objects(),
         )
     raise ValueError(f"unknown planner kind '{config.kind}'; use rule, vllm-server, vllm-local or transformers")

@@ -236,6 +236,12 @@ class _BaseClient:
     def _complete_one(self, req: JSONRequest) -> list[Completion]:
         raise NotImplementedError
 
+    def wire(self, req: JSONRequest) -> dict:
+        """How this transport constrains and samples ``req``, as it is sent (the messages aside): recorded with
+        every exchange, so ``llm.jsonl`` shows the ``response_format`` or structured-output parameters the model
+        really got, not only the schema we meant."""
+        return {"n": req.n, "temperature": req.temperature, "max_tokens": req.max_tokens, "seed": req.seed}
+
     def identity(self) -> dict:
         return {"client": self.kind, "model": self.model}
 
@@ -410,12 +416,20 @@ class OpenAIServerClient(_BaseClient):
         except (KeyError, TypeError, AttributeError) as err:
             raise LLMResponseError(f"the LLM server at {self.url} sent a response without choices ({err})") from None
 
-    def _complete_one(self, req: JSONRequest) -> list[Completion]:
+    def _wire_body(self, req: JSONRequest) -> dict:
         body = self._body(req.messages, n=req.n, temperature=req.temperature, max_tokens=req.max_tokens, seed=req.seed)
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": req.name, "schema": req.schema, "strict": True},
         }
+        return body
+
+    def wire(self, req: JSONRequest) -> dict:
+        body = {k: v for k, v in self._wire_body(req).items() if k != "messages"}
+        return {"endpoint": "POST /chat/completions", **body}
+
+    def _complete_one(self, req: JSONRequest) -> list[Completion]:
+        body = self._wire_body(req)
         return _raise_if_all_truncated(
             self._completions(self._request("POST", "/chat/completions", body)), req.max_tokens
         )
@@ -523,6 +537,10 @@ class VLLMLocalClient(_BaseClient):
             for out in outs
         ]
 
+    def wire(self, req: JSONRequest) -> dict:
+        return {"call": "vllm.LLM.chat", "sampling_params": {
+            **super().wire(req), "structured_outputs": {"json": req.schema}}}
+
     def complete_json_batch(self, requests: Sequence[JSONRequest]) -> list[list[Completion] | LLMError]:
         if not requests:
             return []
@@ -587,8 +605,10 @@ class TransformersClient(_BaseClient):
 
             device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
             try:
-                self._tok = self._tok or AutoTokenizer.from_pretrained(self.model)
+                # never unpickle, never download at run time (`scenewright models pull` fetches the weights once)
+                self._tok = self._tok or AutoTokenizer.from_pretrained(self.model, local_files_only=True)
                 kw = {"dtype": getattr(torch, self._dtype)} if self._dtype else {}
+                kw.update(use_safetensors=True, local_files_only=True)
                 self._model = AutoModelForCausalLM.from_pretrained(self.model, **kw).to(device).eval()
             except OSError as err:
                 raise LLMRequestError(
@@ -662,6 +682,10 @@ class TransformersClient(_BaseClient):
         if not sample:
             completions = completions * n
         return completions
+
+    def wire(self, req: JSONRequest) -> dict:
+        return {"call": "generate", **super().wire(req),
+                "grammar": {"engine": "xgrammar", "json_schema": req.schema, "any_whitespace": False, "strict_mode": True}}
 
     def _complete_one(self, req: JSONRequest) -> list[Completion]:
         comps = self._generate(

@@ -553,6 +553,7 @@ class LLMPlanner:
         min_box_side: float = 0.05,
         deoverlap_iou: float | None = 0.5,
         expected_counts: Callable[[str], dict[str, int] | None] | None = None,
+        expected_objects: Callable[[str], list[str] | None] | None = None,
     ):
         if not (1 <= layouts <= 8 and 0 <= repairs <= 14):
             raise ValueError("layouts must be in 1..8 and repairs in 0..14")
@@ -570,6 +571,7 @@ class LLMPlanner:
         self.min_box_side = max(min_box_side, MIN_BOX_SIDE)
         self.deoverlap_iou = deoverlap_iou
         self.expected_counts = expected_counts
+        self.expected_objects = expected_objects
         self.templates = {t: prompts.version(t) for t in TEMPLATES}
         self.stats: list[dict] = []  # one entry per executed batch: kind(s), size, seconds, replayed
 
@@ -724,6 +726,7 @@ class LLMPlanner:
                     "max_tokens": r.max_tokens,
                     "seed": r.seed,
                     "templates": self.templates,
+                    "sent": self.client.wire(r) if hasattr(self.client, "wire") else None,
                 },
                 sort_keys=True,
                 ensure_ascii=False,
@@ -952,7 +955,7 @@ class LLMPlanner:
                 counts = self.expected_counts(prompt) or None
             except Exception as err:  # noqa: BLE001  a helper's bug must not break planning
                 log.warning("expected_counts failed: %s", err)
-        errors = semantic_errors(bp) + count_errors(bp, counts or {})
+        errors = semantic_errors(bp) + count_errors(bp, counts or {}) + self._missing_objects(prompt, bp)
         contents = {t.content for t in bp.texts}
         for q in quoted_strings(prompt):
             if q not in contents:
@@ -961,6 +964,22 @@ class LLMPlanner:
                     f' add {{"content": "{q}", "box": [x0, y0, x1, y1]}} where it should appear'
                 )
         return bp, errors
+
+    def _missing_objects(self, prompt: str, bp: Blueprint) -> list[str]:
+        """A layout with fewer objects than the prompt names (a random or confused model answering with an empty
+        list) goes back for repair instead of being painted as background only."""
+        if self.expected_objects is None:
+            return []
+        try:
+            named = self.expected_objects(prompt) or []
+        except Exception as err:  # noqa: BLE001  a helper's bug must not break planning
+            log.warning("expected_objects failed: %s", err)
+            return []
+        if len(bp.objects) >= len(named):
+            return []
+        kinds = ", ".join(dict.fromkeys(named))
+        return [f"the request names {len(named)} objects ({kinds}) but the layout has {len(bp.objects)};"
+                " give each object the request names its own entry in objects with a box"]
 
     def _who(self) -> str:
         return f"the {self.kind} planner ({self.client.identity().get('model') or 'model'})"

@@ -83,6 +83,16 @@ def expected_counts(prompt: str) -> dict[str, int]:
     return {name: n for name, n in counts.items() if name not in guessed}
 
 
+def named_objects(prompt: str) -> list[str]:
+    """One base name per object instance the prompt names ("a cat and a dog in a garden" → ["cat", "dog"]; "three
+    apples" → three "apple"): a lower bound for another planner's blueprint. A guessed count ("apples") counts
+    once, so the bound never asks for more than the prompt says."""
+    names: list[str] = []
+    for g in _capped(grammar.read(prompt)).groups:
+        names += [g.name] * (g.count if g.stated else 1)
+    return names
+
+
 def _capped(scene: Scene) -> Scene:
     """At most MAX_OBJECTS instances (first mentioned kept) and MAX_TEXTS texts; references to dropped ones go."""
     kept: list[Group] = []

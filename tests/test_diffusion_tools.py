@@ -311,12 +311,12 @@ def test_missing_weights_error_names_the_model(tmp_path):
     from tools.clip_check import ClipRegionCheck
     from tools.diffusion import RegionalRepaint, TextToImage
 
-    mgr = ModelManager("cpu", "float32", 1.0, allow_download=False)
+    mgr = ModelManager("cpu", "float32", 1.0)
     with pytest.raises(ModelNotFound) as err:
         TextToImage(mgr, "nobody-here/no-such-model").pipeline()
     msg = str(err.value)
     assert "'nobody-here/no-such-model'" in msg and "'text_to_image'" in msg
-    assert "hf download nobody-here/no-such-model" in msg
+    assert "scenewright models pull" in msg
     assert "\n" not in msg
     with pytest.raises(ModelNotFound, match="clip"):
         ClipRegionCheck(mgr, "nobody-here/no-clip").model()
@@ -342,11 +342,20 @@ def test_identity_tracks_config_and_weights(profile, tmp_path):
     assert model_identity(str(copy)) == model_identity(str(src))  # content, not path or mtime
     cfg = copy / "scheduler" / "scheduler_config.json"
     cfg.write_text(cfg.read_text().replace('"steps_offset": 1', '"steps_offset": 0'))
-    from tools import models
-
-    models._identity_cache.clear()
     assert model_identity(str(copy)) != model_identity(str(src))
     assert model_identity("someone/some-model") == "someone/some-model@main"  # not cached locally
+    # a fine-tune saved over a folder with the same shapes (same file sizes) gets a new identity too
+    from safetensors.torch import load_file, save_file
+
+    tuned = tmp_path / "tuned"
+    shutil.copytree(src, tuned)
+    weights = tuned / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(str(weights))
+    name = next(iter(state))
+    state[name] = state[name] + 1.0
+    save_file(state, str(weights), metadata={"format": "pt"})
+    assert weights.stat().st_size == (src / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert model_identity(str(tuned)) != model_identity(str(src))
 
 
 def test_importing_the_tools_does_not_import_torch():

@@ -121,9 +121,13 @@ class FakeClient:
 
 
 class ExplodingClient(FakeClient):
-    def __init__(self, kind: str = "fake", model: str = "fake-model"):
+    """Stands in for the recorded transport (same kind, model and wire format) and fails if it is ever called."""
+
+    def __init__(self, kind: str = "fake", model: str = "fake-model", like=None):
         super().__init__([])
         self.kind, self.model = kind, model
+        if like is not None:
+            self.wire = like.wire  # the request as that transport sends it is part of what was recorded
 
     def complete_json_batch(self, requests):
         raise AssertionError("replay must not call the LLM")
@@ -667,7 +671,7 @@ def test_transformers_planner(tiny_llm_dir):
     assert rec.items[0][0] == KIND_LAYOUT and len(rec.items[0][2]["completions"]) == 2
     # same seed, same answer (replay of a transformers run needs no model either)
     replay = MemoryRecorder(json.loads(json.dumps(rec.items)))
-    again = LLMPlanner(ExplodingClient(client.kind, client.model), recorder=replay, limits=lim, layouts=2,
+    again = LLMPlanner(ExplodingClient(client.kind, client.model, like=client), recorder=replay, limits=lim, layouts=2,
                        max_tokens=256, repairs=1, temperature=1.0)  # fmt: skip
     try:
         again.plan("a cat and a dog", seed=0)
@@ -698,3 +702,33 @@ def test_stated_counts_are_checked_leniently_and_repaired():
     planner = build_planner(PlannerConfig(kind="vllm-server", model="m"))
     if planner.expected_counts is not None:  # the rule-based helper is there
         assert planner.expected_counts("three green apples on a table") == {"apple": 3}
+
+
+def test_an_empty_layout_for_a_prompt_that_names_objects_goes_to_repair():
+    """Seen with a real vLLM server: "a cat and a dog in a garden" came back as 0 objects and was painted as
+    background only. The prompt names two objects, so fewer is a validation error fed back for repair."""
+    from planners.rule_based import named_objects
+
+    assert named_objects("a cat and a dog in a garden") == ["cat", "dog"]
+    assert named_objects("three apples and a plate") == ["apple", "apple", "apple", "plate"]
+    empty = ok(layout_json([], background="a garden"))
+    rec = MemoryRecorder()
+    client = FakeClient([[empty] * 3, [CAT_DOG[0]]])
+    bp = LLMPlanner(client, recorder=rec, expected_objects=named_objects).plan("a cat and a dog in a garden")
+    assert len(bp.objects) == 2 and rec.kinds().count(KIND_REPAIR) == 1
+    assert "names 2 objects (cat, dog) but the layout has 0" in rec.items[2][1]["messages"][-1]["content"]
+    with pytest.raises(PlanningError, match="names 2 objects"):
+        LLMPlanner(FakeClient([[empty] * 3, [empty], [empty]]), repairs=2,
+                   expected_objects=named_objects).plan("a cat and a dog in a garden")
+    assert build_planner(PlannerConfig(kind="vllm-server", model="m")).expected_objects is named_objects
+
+
+def test_the_request_as_sent_is_recorded_with_each_exchange():
+    rec = MemoryRecorder()
+    client = OpenAIServerClient("http://llm.test/v1", "m", transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, json={"choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "content": json.loads(r.content)["response_format"] and layout_json([("cat", (0.1, 0.1, 0.5, 0.5))])}}]})))
+    LLMPlanner(client, recorder=rec, layouts=1, temperature=0.0).plan("a cat")
+    sent = rec.items[0][1]["sent"]
+    assert sent["endpoint"] == "POST /chat/completions" and sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["schema"] == rec.items[0][1]["schema"]

@@ -183,3 +183,102 @@ def test_clip_similarity_where_available(tmp_path):
     a = Image.new("RGB", (64, 64), (200, 30, 30))
     assert clip_similarity(a, a, str(tmp_path / "clip")) == pytest.approx(1.0, abs=1e-4)
     assert clip_similarity(a, a, str(tmp_path / "missing")) is None  # offline and absent: a note, not a failure
+
+
+# --- runs a user actually makes: other canvas sizes, repaint, a critique whose VLM is gone -------------------------
+def test_a_256px_prompt_run_replays_clean(home, tmp_path):
+    """Replay re-plans on the run's canvas: a 256-px profile (every sdxl run is 1024) is no false regression."""
+    config = tmp_path / "p.toml"
+    config.write_text('[profiles.small]\nbackend = "preview"\nwidth = 256\nheight = 256\n')
+    r = cli("generate", "a red cube left of a blue sphere", "--profile", "small", "--config", str(config), "--json")
+    assert r.exit_code == 0, r.output
+    run_id = json.loads(r.stdout)["run_id"]
+    assert json.loads((home / "runs" / run_id / "blueprint.json").read_text())["canvas"] == {"width": 256, "height": 256}
+    rep = cli("replay", run_id, "--json")
+    assert rep.exit_code == 0, rep.output
+    assert json.loads(rep.stdout)["cases"][0]["compared"] > 0
+
+
+def test_a_repaint_run_replays_round_by_round(home, tmp_path):
+    ref = tmp_path / "ref.png"
+    assert cli("generate", "a red apple left of a blue vase", "--out", str(ref)).exit_code == 0
+    r = cli("repaint", str(ref), "--rounds", "2", "--variants", "2", "--json")
+    assert r.exit_code == 0, r.output
+    run_id = json.loads(r.stdout)["run_id"]
+    rep = cli("replay", run_id, "--json")
+    assert rep.exit_code == 0, rep.output
+    case = json.loads(rep.stdout)["cases"][0]
+    assert case["status"] == "pass" and case["compared"] >= 3  # describe, then each round's nodes
+
+
+def test_a_repaint_run_reports_a_changed_tool_with_its_round(home, tmp_path, monkeypatch):
+    ref = tmp_path / "ref.png"
+    assert cli("generate", "a red apple left of a blue vase", "--out", str(ref)).exit_code == 0
+    r = cli("repaint", str(ref), "--rounds", "1", "--variants", "1", "--json")
+    run_id = json.loads(r.stdout)["run_id"]
+    change_composite(monkeypatch)
+    rep = cli("replay", run_id, "--json")
+    assert rep.exit_code == 1
+    first = json.loads(rep.stdout)["cases"][0]["first"]
+    assert first["node"].startswith("r1/") and first["tool"] == "composite"
+
+
+class _VLMServer:
+    """A loopback OpenAI-compatible server that answers every chat completion with one critique."""
+
+    ANSWER = {"score": 0.4, "global_edits": [{"aspect": "lighting", "edit": "warmer light", "reason": "cold"}],
+              "box_edits": []}
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        answer = json.dumps(self.ANSWER)
+        self.calls = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                server.calls += 1
+                body = json.dumps({"choices": [{"index": 0, "finish_reason": "stop",
+                                                "message": {"content": answer}}]}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_critique_run_replays_from_its_recording_with_the_vlm_gone(home, tmp_path):
+    server = _VLMServer()
+    config = tmp_path / "p.toml"
+    config.write_text(f'[profiles.critic]\nbackend = "preview"\n'
+                      f'vlm = {{ kind = "vllm-server", url = "{server.url}", model = "tiny-vlm", repairs = 0 }}\n')
+    try:
+        r = cli("generate", "a red apple on a red table, red wall", "--profile", "critic", "--config", str(config),
+                "--critique", "--critique-rounds", "2", "--json")
+        assert r.exit_code == 0, r.output
+        assert server.calls >= 1
+    finally:
+        server.stop()  # from here on, a live VLM call would fail
+    run_id = json.loads(r.stdout)["run_id"]
+    rows = [json.loads(line) for line in (home / "runs" / run_id / "llm.jsonl").read_text().splitlines()]
+    sent = rows[0]["request"]["sent"]
+    assert sent["response_format"]["type"] == "json_schema" and sent["endpoint"] == "POST /chat/completions"
+    rep = cli("replay", run_id, "--json")
+    assert rep.exit_code == 0, rep.output
+    case = json.loads(rep.stdout)["cases"][0]
+    assert case["status"] == "pass" and case["compared"] > 0

@@ -158,6 +158,38 @@ def build_pipeline(role: str, real_size: bool = False):
     )
 
 
+def build_sdxl_pipeline(inpaint: bool = False):
+    """A tiny SDXL pipeline (two text encoders, ``text_time`` conditioning), diffusers' own fast-test config:
+    ``StableDiffusionXLPipeline``, or ``StableDiffusionXLInpaintPipeline`` with a 9-channel UNet."""
+    import torch
+    from diffusers import StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tok = build_clip_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=9 if inpaint else 4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80, cross_attention_dim=64, norm_num_groups=1,
+    )
+    cfg = CLIPTextConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5,
+        vocab_size=len(tok), hidden_act="gelu", projection_dim=32, max_position_embeddings=77,
+    )
+    torch.manual_seed(0)
+    enc, enc2 = CLIPTextModel(cfg), CLIPTextModelWithProjection(cfg)
+    cls = StableDiffusionXLInpaintPipeline if inpaint else StableDiffusionXLPipeline
+    extra = {"requires_aesthetics_score": False} if inpaint else {}
+    return cls(
+        unet=unet, vae=build_vae(), text_encoder=enc, text_encoder_2=enc2, tokenizer=tok, tokenizer_2=tok,
+        scheduler=build_scheduler(), image_encoder=None, feature_extractor=None, force_zeros_for_empty_prompt=True,
+        **extra,
+    )
+
+
 def build_clip(real_size: bool = False):
     """(CLIPModel, CLIPProcessor): tiny (32 px crops) or ViT-B/16-sized (224 px crops, the Blueprint scorer)."""
     import torch
@@ -190,8 +222,9 @@ def build_clip(real_size: bool = False):
     return CLIPModel(cfg).eval(), proc
 
 
-def build_ip_adapter(root: Path, unet_config) -> None:
-    """IP-Adapter in the original h94 layout: root/models/{ip-adapter_tiny.safetensors, image_encoder/}."""
+def build_ip_adapter(root: Path, unet_config, image_size: int = 32) -> None:
+    """IP-Adapter in the original h94 layout: root/models/{ip-adapter_tiny.safetensors, image_encoder/}.
+    ``image_size=224`` matches the real repos' 224-px feature extractor (the Hub-layout fixtures use it)."""
     import torch
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -202,7 +235,7 @@ def build_ip_adapter(root: Path, unet_config) -> None:
     torch.manual_seed(0)
     CLIPVisionModelWithProjection(
         CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                         image_size=32, patch_size=8, projection_dim=emb)
+                         image_size=image_size, patch_size=8 if image_size <= 64 else 32, projection_dim=emb)
     ).save_pretrained(root / "models" / "image_encoder", safe_serialization=True)
     x = unet_config.cross_attention_dim
     sd = {

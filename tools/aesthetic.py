@@ -11,11 +11,8 @@ The tiny test profile writes a random head of the same layout (``tests/tiny_vlm.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 from tools.base import Tool
-from tools.models import ModelManager, ModelNotFound, model_identity
+from tools.models import ModelManager, model_identity, resolved
 from tools.roles import AestheticIn, AestheticOut
 from tools.similarity import _pooled, load_encoder
 
@@ -44,24 +41,22 @@ class ClipAestheticScore(Tool):
     Output = AestheticOut
     resource = "gpu"
     max_batch = 32
+    deterministic = False  # float round-off across devices and batch sizes (replay: within score_atol)
 
     def __init__(self, manager: ModelManager, clip_id: str, head_path: str):
         self.manager, self.clip_id, self.head_path = manager, clip_id, head_path
 
     def identity(self) -> dict:
-        p = Path(self.head_path)
-        head = hashlib.sha256(p.read_bytes()).hexdigest()[:32] if p.is_file() else f"missing:{p}"
-        return {"clip": model_identity(self.clip_id), "head": head, "dtype": self.manager.dtype}
+        return {"clip": model_identity(self.clip_id), "head": model_identity(self.head_path), "dtype": self.manager.dtype}
 
     def _models(self):
         clip = load_encoder(self.manager, "clip-image", self.clip_id)  # the similarity tool's cache entry
 
-        def load(path: str):
+        def load(spec: str):
             from safetensors.torch import load_file
 
-            if not Path(path).is_file():
-                raise ModelNotFound(f"the aesthetic head {path} does not exist (profile models.aesthetic)")
-            return build_head(load_file(path))
+            res = resolved(spec, "aesthetic")  # a local .safetensors file or "repo::head.safetensors"
+            return build_head(load_file(res.source()))
 
         head = self.manager.get("aesthetic-head", self.head_path, load, role="aesthetic")
         return clip, head

@@ -12,7 +12,8 @@ from collections.abc import Hashable
 
 from tools.base import Tool
 from tools.model_utils import box_pixels
-from tools.models import ModelManager, model_identity
+from tools.models import ModelManager, model_identity, resolved
+from tools.weights import load_kwargs
 from tools.roles import RegionCheckIn, RegionCheckOut
 
 
@@ -23,6 +24,7 @@ class ClipRegionCheck(Tool):
     Output = RegionCheckOut
     resource = "gpu"
     max_batch = 64
+    deterministic = False  # float round-off across devices and batch sizes (replay: within score_atol)
     kind = role = "clip"
 
     def __init__(self, manager: ModelManager, model_id: str):
@@ -46,9 +48,9 @@ class ClipRegionCheck(Tool):
         def load(model_id: str):
             from transformers import AutoModel, AutoProcessor
 
-            kw = dict(local_files_only=mgr.local_files_only)
-            model = AutoModel.from_pretrained(model_id, dtype=mgr.torch_dtype, use_safetensors=True, **kw).eval()
-            return model, AutoProcessor.from_pretrained(model_id, **kw)
+            res = resolved(model_id, self.role)
+            model = AutoModel.from_pretrained(res.source(), dtype=mgr.torch_dtype, **load_kwargs(res)).eval()
+            return model, AutoProcessor.from_pretrained(res.source(), local_files_only=True)
 
         return mgr.get(self.kind, self.model_id, load, role=self.role)
 

@@ -46,7 +46,8 @@ from typing import Any
 
 from tools.base import Tool
 from tools.model_utils import box_pixels, field, generators, hashable, image_size
-from tools.models import ModelManager, model_identity, scheduler_name, shared_manager
+from tools.models import ModelManager, model_identity, resolved, scheduler_name, shared_manager
+from tools.weights import load_kwargs
 from tools.roles import (
     ImageOut,
     ImageToImageIn,
@@ -60,22 +61,18 @@ GLIGEN_BETA = 0.3
 DEFAULT_IP_WEIGHTS = "models/ip-adapter_sd15.safetensors"
 
 
-def parse_ip_adapter(spec: str) -> tuple[str, str, str]:
-    """"repo-or-folder::sub/folder/weights.safetensors" → (repo, subfolder, weight_name)."""
-    repo, _, rest = spec.partition("::")
-    rest = rest or DEFAULT_IP_WEIGHTS
-    sub, _, weight = rest.rpartition("/")
-    return repo, sub, weight
+def ip_adapter_spec(spec: str) -> str:
+    """"repo-or-folder[@rev][::sub/folder/weights.safetensors]", the weights defaulting to the SD1.5 adapter."""
+    return spec if "::" in spec else f"{spec}::{DEFAULT_IP_WEIGHTS}"
 
 
-def _pipe_kwargs(mgr: ModelManager) -> dict:
-    return dict(
-        dtype=mgr.torch_dtype,
-        use_safetensors=True,
-        local_files_only=mgr.local_files_only,
-        safety_checker=None,
-        requires_safety_checker=False,
-    )
+def _from_pretrained(cls, mgr: ModelManager, model_id: str, role: str):
+    """``cls.from_pretrained`` on the model's resolved local files (``tools/weights.py``): the snapshot folder,
+    ``use_safetensors=True``, the fp16 variant where that is all the repo has, never the network."""
+    res = resolved(model_id, role)
+    return _quiet(cls.from_pretrained(
+        res.source(), dtype=mgr.torch_dtype, safety_checker=None, requires_safety_checker=False, **load_kwargs(res)
+    ))
 
 
 def _quiet(pipe):
@@ -99,6 +96,9 @@ def _rgb(images):
 class _DiffusersTool(Tool):
     resource = "gpu"
     max_batch = 8
+    # same seed, same pixels on one machine, but GPU kernels (and batch sizes) move floats by round-off: replay
+    # compares these images within PSNR/SSIM tolerances, never byte for byte
+    deterministic = False
     kind: str = ""  # model manager kind
     role: str = ""  # profile models key, for error messages
 
@@ -146,7 +146,7 @@ def _load_text2img(mgr: ModelManager):
     def load(model_id: str):
         from diffusers import AutoPipelineForText2Image
 
-        return _quiet(AutoPipelineForText2Image.from_pretrained(model_id, **_pipe_kwargs(mgr)))
+        return _from_pretrained(AutoPipelineForText2Image, mgr, model_id, "text_to_image")
 
     return load
 
@@ -323,7 +323,7 @@ class LayoutToImage(_DiffusersTool):
         def load(model_id: str):
             from diffusers import StableDiffusionGLIGENPipeline
 
-            return _quiet(StableDiffusionGLIGENPipeline.from_pretrained(model_id, **_pipe_kwargs(mgr)))
+            return _from_pretrained(StableDiffusionGLIGENPipeline, mgr, model_id, "layout_to_image")
 
         return self._get(self.kind, load)
 
@@ -401,14 +401,13 @@ class RegionalRepaint(_DiffusersTool):
     def __init__(self, manager: ModelManager, model_id: str, *, ip_adapter: str | None = None,
                  ip_adapter_scale: float = 0.6, scheduler: str | None = None):
         super().__init__(manager, model_id, scheduler=scheduler)
-        self.ip_adapter = ip_adapter
+        self.ip_adapter = ip_adapter_spec(ip_adapter) if ip_adapter else None
         self.ip_adapter_scale = ip_adapter_scale
 
     def identity(self) -> dict:
         ident = super().identity()
         if self.ip_adapter:
-            repo, sub, weight = parse_ip_adapter(self.ip_adapter)
-            ident["ip_adapter"] = f"{model_identity(repo)}::{sub}/{weight}"
+            ident["ip_adapter"] = model_identity(self.ip_adapter)
             ident["ip_adapter_scale"] = self.ip_adapter_scale
         return ident
 
@@ -424,17 +423,11 @@ class RegionalRepaint(_DiffusersTool):
         def load(model_id: str):
             from diffusers import AutoPipelineForInpainting
 
-            pipe = _quiet(AutoPipelineForInpainting.from_pretrained(model_id, **_pipe_kwargs(mgr)))
+            pipe = _from_pretrained(AutoPipelineForInpainting, mgr, model_id, "inpaint")
             if self.ip_adapter:
-                repo, sub, weight = parse_ip_adapter(self.ip_adapter)
-                try:
-                    pipe.load_ip_adapter(repo, subfolder=sub, weight_name=weight, local_files_only=mgr.local_files_only)
-                except Exception as err:  # noqa: BLE001 - name the adapter, not the base model
-                    from tools.models import ModelNotFound, _is_missing, missing_message
-
-                    if _is_missing(err):
-                        raise ModelNotFound(missing_message(repo, "ip_adapter")) from err
-                    raise
+                ip = resolved(self.ip_adapter, "ip_adapter")
+                sub, _, weight = (ip.file or DEFAULT_IP_WEIGHTS).rpartition("/")
+                pipe.load_ip_adapter(str(ip.folder), subfolder=sub, weight_name=weight, local_files_only=True)
             return pipe
 
         return self._get(self.kind + ("+ip" if self.ip_adapter else ""), load)

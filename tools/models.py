@@ -17,34 +17,28 @@ Every real-model tool asks the manager for what it needs, on every ``run`` call:
   instead of ``.to(device)``. Pipelines that share modules (``from_pipe``) would fight over the offload hooks, so
   ``prepare(pipe)`` re-installs the hooks when a different pipeline is about to run; tools call it before each
   pipeline call.
-- **Missing weights.** Loaders run with ``local_files_only=True`` (a run never starts a multi-GB download by
-  surprise; set ``SCENEWRIGHT_ALLOW_DOWNLOAD=1`` or ``allow_download=True`` to allow it). Any "not found"
-  error from huggingface_hub / diffusers / transformers, or a local folder that does not exist, becomes one
-  ``ModelNotFound`` line that names the model id and the role.
-- **Identity** (``model_identity``) for cache keys, without loading anything: a hub id is ``id@<commit>`` when
-  the snapshot is in the local HF cache (else ``id@<revision or "main">``); a local folder is
-  ``local:<sha256>`` over every JSON file's relative path + content and every weight file's relative path +
-  size. Contents of configs catch architecture/scheduler changes, sizes catch swapped weights cheaply (hashing
-  GBs of weights per process start would cost seconds); mtimes are left out so copies of a folder share cache.
+- **Which files.** Every loader resolves its model id first (``tools/weights.py``: the HF cache's snapshot or a
+  local folder, plain safetensors → fp16-variant safetensors → a converted copy) and passes ``from_pretrained``
+  that folder with ``load_kwargs`` (``use_safetensors=True``, ``local_files_only=True``, the variant). A run never
+  downloads: ``scenewright models pull`` does, once. A model that is not on this machine, or ships only pickles,
+  fails with one ``ModelNotFound`` line that names the model id, the role and the command that fixes it.
+- **Identity** (``model_identity``) for cache keys, without loading anything: a hub id is ``id@<commit>`` of the
+  snapshot it resolves to (plus the variant, and "converted"); a local folder is ``local:<sha256>`` over its
+  configs and a fingerprint of each weight file (size, header and sampled bytes; ``weights.folder_hash``).
 - Weights are only ever read as safetensors (``use_safetensors=True``): never unpickled.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
-
+from tools.weights import Resolution, read_model_index, resolve
 
 class ModelNotFound(RuntimeError):
-    """The weights for a model are not on this machine (or a local folder does not exist)."""
+    """The weights for a model are not on this machine, or not loadable safely; the message says what to run."""
 
 
 def _dtype(name: str):
@@ -54,85 +48,25 @@ def _dtype(name: str):
 
 
 # --- ids and identity -----------------------------------------------------------------------------------------
-def is_local(model_id: str) -> bool:
-    """A local folder: it exists, or it is written like a path (absolute, ./, ../, ~, or more than one '/')."""
-    if Path(model_id).expanduser().exists():
-        return True
-    return model_id.startswith(("/", "./", "../", "~")) or model_id.count("/") > 1
+def resolved(model_id: str, role: str) -> Resolution:
+    """The model's files on this machine, ready for ``from_pretrained``; ``ModelNotFound`` (one line) otherwise."""
+    return resolve(model_id).require(role)
 
 
-def missing_message(model_id: str, role: str) -> str:
-    if is_local(model_id):
-        return (
-            f"model '{model_id}' for role '{role}' is not available locally: the folder does not exist or is "
-            f"incomplete (point the profile at a folder written by save_pretrained)"
-        )
-    return (
-        f"model '{model_id}' for role '{role}' is not available locally: download it once with "
-        f"`hf download {model_id}` (or point the profile at a local folder)"
-    )
-
-
-_identity_cache: dict[tuple, str] = {}
-
-
-def folder_hash(path: str | Path) -> str:
-    """sha256 over JSON files (relative path + content) and weight files (relative path + size)."""
-    root = Path(path).expanduser().resolve()
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = f.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in f.relative_to(root).parts):
-            continue  # .cache, .built markers, editor files
-        if f.suffix == ".json" or f.suffix == ".txt":
-            h.update(f"{rel}\0".encode() + f.read_bytes() + b"\0")
-        elif f.suffix in WEIGHT_SUFFIXES:
-            h.update(f"{rel}\0{f.stat().st_size}\0".encode())
-    return h.hexdigest()
-
-
-def model_identity(model_id: str, revision: str | None = None) -> str:
-    """A stable string that changes when the model's weights or configuration change; loads nothing."""
-    key = (model_id, revision)
-    if key in _identity_cache:
-        return _identity_cache[key]
-    if is_local(model_id):
-        ident = f"local:{folder_hash(model_id)[:32]}" if Path(model_id).expanduser().is_dir() else f"missing:{model_id}"
-    else:
-        ident = f"{model_id}@{revision or 'main'}"
-        try:
-            from huggingface_hub import snapshot_download
-
-            snap = Path(snapshot_download(model_id, revision=revision, local_files_only=True))
-            ident = f"{model_id}@{snap.name}"  # .../snapshots/<commit sha>
-        except Exception:  # noqa: BLE001 - not cached (yet): the symbolic revision is the best we know
-            pass
-    _identity_cache[key] = ident
-    return ident
-
-
-def local_snapshot(model_id: str) -> Path | None:
-    """The folder holding ``model_id``'s files if they are on this machine (local folder or HF cache)."""
-    if is_local(model_id):
-        p = Path(model_id).expanduser()
-        return p if p.is_dir() else None
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model_id, local_files_only=True))
-    except Exception:  # noqa: BLE001
-        return None
+def model_identity(model_id: str) -> str:
+    """A stable string that changes when the model's weights or configuration change; loads nothing. Resolved
+    again on every call (a listing of one snapshot folder): a ``models pull`` or ``convert`` in another process
+    must change the identity of later runs in a long-lived server."""
+    return resolve(model_id).identity()
 
 
 def scheduler_name(model_id: str) -> str:
     """The scheduler class a diffusers folder declares (for identities), or "" when unknown."""
-    snap = local_snapshot(model_id)
-    if snap is None:
-        return ""
+    res = resolve(model_id)
+    index = read_model_index(res.folder) if res.folder else None
     try:
-        index = json.loads((snap / "model_index.json").read_text())
-        return str(index.get("scheduler", ["", ""])[1])
-    except (OSError, ValueError, IndexError, TypeError):
+        return str((index or {}).get("scheduler", ["", ""])[1])
+    except (IndexError, TypeError):
         return ""
 
 
@@ -179,16 +113,11 @@ class ModelManager:
         dtype: str = "float32",
         memory_budget_gb: float = 16.0,
         cpu_offload: bool = False,
-        *,
-        allow_download: bool | None = None,
     ):
         self.device = device
         self.dtype = dtype
         self.memory_budget_gb = memory_budget_gb
         self.cpu_offload = bool(cpu_offload) and device.startswith("cuda")
-        if allow_download is None:
-            allow_download = os.environ.get("SCENEWRIGHT_ALLOW_DOWNLOAD", "") not in ("", "0", "false", "no")
-        self.allow_download = allow_download
         self._entries: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.RLock()
         self._offloaded: int | None = None  # id() of the pipeline whose offload hooks are installed
@@ -200,10 +129,6 @@ class ModelManager:
     def torch_dtype(self):
         return _dtype(self.dtype)
 
-    @property
-    def local_files_only(self) -> bool:
-        return not self.allow_download
-
     def key(self, kind: str, model_id: str) -> tuple:
         return (kind, model_id, self.device, self.dtype)
 
@@ -214,15 +139,17 @@ class ModelManager:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-            if is_local(model_id) and not Path(model_id).expanduser().exists():
-                raise ModelNotFound(missing_message(model_id, role or kind))
+            _quiet_libraries()
             try:
                 obj = loader(model_id)
             except ModelNotFound:
                 raise
             except Exception as err:  # noqa: BLE001 - translate "not found" errors, re-raise the rest
                 if _is_missing(err):
-                    raise ModelNotFound(missing_message(model_id, role or kind)) from err
+                    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+                    raise ModelNotFound(
+                        f"model '{model_id}' for role '{role or kind}' could not be loaded from its files: {first}"
+                    ) from err
                 raise
             self._place(obj)
             self._entries[key] = obj
@@ -313,6 +240,25 @@ class ModelManager:
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+_quieted = False
+
+
+def _quiet_libraries() -> None:
+    """diffusers' and transformers' per-load progress bars and dtype advice would scroll past our own progress
+    bar on every model load; errors still come through (as our one-line ModelNotFound, or the node's error)."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+    for name in ("diffusers", "transformers"):
+        try:
+            lib = __import__(f"{name}.utils.logging", fromlist=["logging"])
+        except ImportError:
+            continue
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
 
 
 def _is_missing(err: BaseException) -> bool:

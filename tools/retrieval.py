@@ -130,8 +130,12 @@ class ClipEmbedder:
             if self._model is None:
                 from transformers import AutoModel, AutoProcessor
 
-                model = AutoModel.from_pretrained(self.model_id, use_safetensors=True, local_files_only=True).eval()
-                self._model = (model, AutoProcessor.from_pretrained(self.model_id, local_files_only=True))
+                from tools.models import resolved
+                from tools.weights import load_kwargs
+
+                res = resolved(self.model_id, "clip")
+                model = AutoModel.from_pretrained(res.source(), **load_kwargs(res)).eval()
+                self._model = (model, AutoProcessor.from_pretrained(res.source(), local_files_only=True))
             return self._model
 
     @property

@@ -8,7 +8,8 @@ CLIP-I is the cosine of ``CLIPModel.get_image_features`` of the two images; DINO
 from __future__ import annotations
 
 from tools.base import Tool
-from tools.models import ModelManager, model_identity
+from tools.models import ModelManager, model_identity, resolved
+from tools.weights import load_kwargs
 from tools.roles import ImageSimilarityIn, ImageSimilarityOut
 
 
@@ -30,9 +31,9 @@ def load_encoder(mgr: ModelManager, kind: str, model_id: str):
     def load(mid: str):
         from transformers import AutoImageProcessor, AutoModel
 
-        kw = dict(local_files_only=mgr.local_files_only)
-        model = AutoModel.from_pretrained(mid, dtype=mgr.torch_dtype, use_safetensors=True, **kw).eval()
-        return model, AutoImageProcessor.from_pretrained(mid, **kw)
+        res = resolved(mid, kind)
+        model = AutoModel.from_pretrained(res.source(), dtype=mgr.torch_dtype, **load_kwargs(res)).eval()
+        return model, AutoImageProcessor.from_pretrained(res.source(), local_files_only=True)
 
     return mgr.get(kind, model_id, load, role=kind)
 
@@ -44,6 +45,7 @@ class ClipDinoSimilarity(Tool):
     Output = ImageSimilarityOut
     resource = "gpu"
     max_batch = 32
+    deterministic = False  # float round-off across devices and batch sizes (replay: within score_atol)
 
     def __init__(self, manager: ModelManager, clip_id: str, dino_id: str):
         self.manager, self.clip_id, self.dino_id = manager, clip_id, dino_id

@@ -246,11 +246,19 @@ class VLM:
             f" after {self.repairs} repairs: {problems[0] if problems else 'no answer'}"
         )
 
+    def _wire(self, schema, seed, kind: str) -> dict | None:
+        """The constraint and sampling parameters as the transport sends them (see ``planners.llm_client``)."""
+        from planners.llm_client import JSONRequest
+
+        wire = getattr(self.client, "wire", None)
+        req = JSONRequest([], schema, 1, self.temperature, self.max_tokens, seed, kind.replace(".", "_"))
+        return wire(req) if wire else None
+
     def _exchange(self, kind: str, messages, schema, seed, attempt) -> Completion:
         request = json.loads(json.dumps({
             "client": self.client.kind, "model": self.client.model, "messages": _recordable(messages),
             "schema": schema, "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed,
-            "templates": TEMPLATES_HASH,
+            "templates": TEMPLATES_HASH, "sent": self._wire(schema, seed, kind),
         }, sort_keys=True, ensure_ascii=False))  # fmt: skip
         recorded = self.recorder.lookup(kind, request) if self.recorder is not None else None
         if recorded is not None and recorded.get("completions"):
@@ -397,9 +405,14 @@ class TransformersVLMClient(TransformersClient):
 
             device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
             try:
-                self._processor = AutoProcessor.from_pretrained(self.model)
+                from tools.models import resolved
+                from tools.weights import load_kwargs
+
+                res = resolved(self.model, "vlm")
+                self._processor = AutoProcessor.from_pretrained(res.source(), local_files_only=True)
                 kw = {"dtype": getattr(torch, self._dtype)} if self._dtype else {}
-                self._model = AutoModelForImageTextToText.from_pretrained(self.model, **kw).to(device).eval()
+                kw.update(load_kwargs(res))
+                self._model = AutoModelForImageTextToText.from_pretrained(res.source(), **kw).to(device).eval()
             except (OSError, ValueError) as err:
                 raise LLMRequestError(
                     f"transformers could not load the VLM '{self.model}': {_one_line(err, 200)}"
