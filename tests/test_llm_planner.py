@@ -716,7 +716,8 @@ def test_an_empty_layout_for_a_prompt_that_names_objects_goes_to_repair():
     client = FakeClient([[empty] * 3, [CAT_DOG[0]]])
     bp = LLMPlanner(client, recorder=rec, expected_objects=named_objects).plan("a cat and a dog in a garden")
     assert len(bp.objects) == 2 and rec.kinds().count(KIND_REPAIR) == 1
-    assert "names 2 objects (cat, dog) but the layout has 0" in rec.items[2][1]["messages"][-1]["content"]
+    repair = next(req for kind, req, _ in rec.items if kind == KIND_REPAIR)
+    assert "names 2 objects (cat, dog) but the layout has 0" in repair["messages"][-1]["content"]
     with pytest.raises(PlanningError, match="names 2 objects"):
         LLMPlanner(FakeClient([[empty] * 3, [empty], [empty]]), repairs=2,
                    expected_objects=named_objects).plan("a cat and a dog in a garden")
