@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agent.api import Engine
+from agent.store import Store
 from agent.cli import app
 from tools.critique_tools import accept
 from tools.roles import AcceptEditIn
@@ -132,6 +133,32 @@ def test_generate_critique_tiny_profile_then_distill_and_load_the_lora(cli, tmp_
         imgs.append(np.asarray(Image.open(out.image), np.float64))
     assert engine.registry.get("text_to_image").identity()["lora"]
     assert np.abs(imgs[0] - imgs[1]).mean() > 0
+
+    # ... and every other diffusion pipeline too: the GLIGEN global pass and the inpainting repaints change, and
+    # the LoRA run is not served from the plain run's cache
+    def node_images(outcome) -> dict[str, np.ndarray]:
+        rows = [json.loads(line) for line in Path(outcome.run_dir, "events.jsonl").read_text().splitlines()]
+        out = {}
+        for ev in rows:
+            if ev.get("event") == "finished" and ev["tool"] in ("layout_to_image", "regional_repaint"):
+                sha = ev["outputs"]["image"]["$artifact"]
+                out[ev["node"]] = np.asarray(Image.open(Store(tmp_path / "lora-home").artifact_path(sha)), np.float64)
+        return out
+
+    runs = [Engine(name, config=with_lora, home=tmp_path / "lora-home").generate("a red cat left of a blue dog", seed=5)
+            for name in ("tiny", "tinylora")]
+    assert all(r.ok for r in runs) and runs[1].cached_nodes == 0
+    plain, fused = (node_images(r) for r in runs)
+    assert "scene" in plain and any(".repaint" in n for n in plain) and set(plain) == set(fused)
+    for node in plain:
+        assert np.abs(plain[node] - fused[node]).mean() > 0, f"the LoRA did not reach {node}"
+    from tools.roles import RegionalRepaintIn  # the same input through both inpainting pipelines
+
+    same = RegionalRepaintIn(image=Image.new("RGB", (64, 64), (90, 120, 200)), box=[0.2, 0.2, 0.8, 0.8],
+                             prompt="a red cat", steps=2, seed=1)
+    a, b = (Engine(n, config=with_lora, home=tmp_path / "lora-home").registry.get("regional_repaint").run([same])[0]
+            for n in ("tiny", "tinylora"))
+    assert np.abs(np.asarray(a.image, np.float64) - np.asarray(b.image, np.float64)).mean() > 0
 
 
 def test_distill_errors_are_one_line(cli, tmp_path):

@@ -32,6 +32,8 @@ Per-tool choices, written down:
   scale is per call: 0 without a reference, which reproduces the un-adapted model). Without an IP-Adapter the
   reference is ignored.
 - ``image_to_image``: ``AutoPipelineForImage2Image.from_pipe`` of the text-to-image pipeline: same weights.
+- A profile's ``lora`` (ArtAug's distilled LoRA, ``tools/lora.py``) is fused into **every** pipeline here: text-to-image,
+  image-to-image, GLIGEN and inpainting (and the scene-text pass); its hash is in each tool's identity.
 - Safety checkers are not loaded (``safety_checker=None``).
 - img2img and inpaint denoise int(steps · strength) steps; when that would be 0 the step count is raised so
   that one step runs (diffusers would refuse the call).
@@ -45,6 +47,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from tools.base import Tool
+from tools.lora import LoRA
 from tools.model_utils import box_pixels, field, generators, hashable, image_size
 from tools.models import ModelManager, model_identity, resolved, scheduler_name, shared_manager
 from tools.weights import load_kwargs
@@ -102,12 +105,13 @@ class _DiffusersTool(Tool):
     kind: str = ""  # model manager kind
     role: str = ""  # profile models key, for error messages
 
-    def __init__(self, manager: ModelManager, model_id: str, *, scheduler: str | None = None):
+    def __init__(self, manager: ModelManager, model_id: str, *, scheduler: str | None = None, lora: LoRA | None = None):
         self.manager = manager
         self.model_id = model_id
         # optional diffusers scheduler class name (e.g. "DPMSolverMultistepScheduler", the LLM Blueprint's);
         # None keeps the model's own. The factory does not set it: profiles have no scheduler field yet.
         self.scheduler = scheduler
+        self.lora = lora  # the profile's LoRA, fused into this tool's pipeline (tools/lora.py)
 
     def identity(self) -> dict:
         return {
@@ -115,15 +119,25 @@ class _DiffusersTool(Tool):
             "scheduler": self.scheduler or scheduler_name(self.model_id),
             "dtype": self.manager.dtype,
             "device": self.manager.device.split(":")[0],
+            **(self.lora.identity() if self.lora else {}),
         }
+
+    def _kind(self, kind: str) -> str:
+        """The model-manager kind: a LoRA-fused pipeline is its own entry, the plain one stays plain."""
+        return kind + (self.lora.tag if self.lora else "")
+
+    def _fused(self, load):
+        """``load`` with the profile's LoRA fused after loading (for loaders that read weights from disk)."""
+        return self.lora.loader(load) if self.lora else load
 
     def free_memory(self) -> None:
         """On out-of-memory (the executor calls this): drop every other model, keep this tool's."""
-        self.manager.free_memory(keep_kinds=(self.kind, self.kind + "+ip"))
+        self.manager.free_memory(keep_kinds=(self._kind(self.kind), self._kind(self.kind + "+ip")))
 
     def _get(self, kind: str, loader):
         """The pipeline for ``kind`` from the manager, ready to run. With ``scheduler`` set, a ``from_pipe`` view
         with that scheduler (same weights; the shared pipeline's own scheduler is left alone)."""
+        kind = self._kind(kind)
         pipe = self.manager.get(kind, self.model_id, loader, role=self.role)
         if self.scheduler and type(pipe.scheduler).__name__ != self.scheduler:
             base = pipe
@@ -162,7 +176,7 @@ class TextToImage(_DiffusersTool):
         return tuple(hashable(field(self, inp, k)) for k in ("width", "height", "steps", "guidance"))
 
     def pipeline(self):
-        return self._get(self.kind, _load_text2img(self.manager))
+        return self._get(self.kind, self._fused(_load_text2img(self.manager)))
 
     def run(self, batch: list[TextToImageIn]) -> list[ImageOut]:
         first = batch[0]
@@ -199,8 +213,8 @@ class ImageToImage(_DiffusersTool):
         def load(model_id: str):
             from diffusers import AutoPipelineForImage2Image
 
-            base = mgr.get("text_to_image", model_id, _load_text2img(mgr), role=self.role)
-            return _quiet(AutoPipelineForImage2Image.from_pipe(base))
+            base = mgr.get(self._kind("text_to_image"), model_id, self._fused(_load_text2img(mgr)), role=self.role)
+            return _quiet(AutoPipelineForImage2Image.from_pipe(base))  # the (fused) weights are shared
 
         return self._get(self.kind, load)
 
@@ -325,7 +339,7 @@ class LayoutToImage(_DiffusersTool):
 
             return _from_pretrained(StableDiffusionGLIGENPipeline, mgr, model_id, "layout_to_image")
 
-        return self._get(self.kind, load)
+        return self._get(self.kind, self._fused(load))
 
     def run(self, batch: list[LayoutToImageIn]) -> list[ImageOut]:
         first = batch[0]
@@ -399,8 +413,8 @@ class RegionalRepaint(_DiffusersTool):
     kind = role = "inpaint"
 
     def __init__(self, manager: ModelManager, model_id: str, *, ip_adapter: str | None = None,
-                 ip_adapter_scale: float = 0.6, scheduler: str | None = None):
-        super().__init__(manager, model_id, scheduler=scheduler)
+                 ip_adapter_scale: float = 0.6, scheduler: str | None = None, lora: LoRA | None = None):
+        super().__init__(manager, model_id, scheduler=scheduler, lora=lora)
         self.ip_adapter = ip_adapter_spec(ip_adapter) if ip_adapter else None
         self.ip_adapter_scale = ip_adapter_scale
 
@@ -430,7 +444,7 @@ class RegionalRepaint(_DiffusersTool):
                 pipe.load_ip_adapter(str(ip.folder), subfolder=sub, weight_name=weight, local_files_only=True)
             return pipe
 
-        return self._get(self.kind + ("+ip" if self.ip_adapter else ""), load)
+        return self._get(self.kind + ("+ip" if self.ip_adapter else ""), self._fused(load))
 
     def run(self, batch: list[RegionalRepaintIn]) -> list[ImageOut]:
         first = batch[0]
@@ -483,26 +497,24 @@ class RegionalRepaint(_DiffusersTool):
 
 # --- the factory ----------------------------------------------------------------------------------------------
 def diffusers_tools(profile, manager: ModelManager | None = None) -> list[Tool]:
-    """Tools for the roles ``profile.models`` names; roles it lacks are left to the caller (preview tools)."""
+    """Tools for the roles ``profile.models`` names; roles it lacks are left to the caller (preview tools). A
+    profile's ``lora`` is fused into every diffusion pipeline (tools/lora.py)."""
     mgr = manager or shared_manager(profile.device, profile.dtype, profile.memory_budget_gb, profile.cpu_offload)
     models = profile.models
+    lora = LoRA.of(profile.lora, profile.lora_scale) if getattr(profile, "lora", "") else None
     tools: list[Tool] = []
     if "text_to_image" in models:
-        tools.append(TextToImage(mgr, models["text_to_image"]))
+        tools.append(TextToImage(mgr, models["text_to_image"], lora=lora))
     if "image_to_image" in models or "text_to_image" in models:
-        tools.append(ImageToImage(mgr, models.get("image_to_image") or models["text_to_image"]))
+        tools.append(ImageToImage(mgr, models.get("image_to_image") or models["text_to_image"], lora=lora))
     if "layout_to_image" in models:
-        tools.append(LayoutToImage(mgr, models["layout_to_image"]))
+        tools.append(LayoutToImage(mgr, models["layout_to_image"], lora=lora))
     elif "text_to_image" in models:
-        tools.append(LayoutToImageViaText(mgr, models["text_to_image"]))
+        tools.append(LayoutToImageViaText(mgr, models["text_to_image"], lora=lora))
     if "inpaint" in models:
-        tools.append(RegionalRepaint(mgr, models["inpaint"], ip_adapter=models.get("ip_adapter")))
+        tools.append(RegionalRepaint(mgr, models["inpaint"], ip_adapter=models.get("ip_adapter"), lora=lora))
     if "clip" in models:
         from tools.clip_check import ClipRegionCheck
 
         tools.append(ClipRegionCheck(mgr, models["clip"]))
-    if getattr(profile, "lora", ""):  # a distilled LoRA (scenewright distill) in the SD pipelines: tools/lora.py
-        from tools.lora import with_lora
-
-        tools = with_lora(tools, profile, mgr)
     return tools

@@ -324,15 +324,16 @@ class DiffusersTextInpaint(Tool):
     kind = role = "inpaint"
     deterministic = False  # GPU round-off: replay compares within tolerances
 
-    def __init__(self, manager, model_id: str):
+    def __init__(self, manager, model_id: str, lora=None):
         self.manager = manager
         self.model_id = model_id
+        self.lora = lora  # the profile's LoRA (tools/lora.py), fused like every other diffusion pipeline's
 
     def identity(self) -> dict:
         from tools.models import model_identity
 
         return {"model": model_identity(self.model_id), "dtype": self.manager.dtype,
-                "device": self.manager.device.split(":")[0]}
+                "device": self.manager.device.split(":")[0], **(self.lora.identity() if self.lora else {})}
 
     def batch_key(self, inp) -> Hashable:
         return (image_size(field(self, inp, "image")),) + tuple(
@@ -351,7 +352,8 @@ class DiffusersTextInpaint(Tool):
 
             return _from_pretrained(AutoPipelineForInpainting, mgr, model_id, "inpaint")
 
-        return mgr.prepare(mgr.get(self.kind, self.model_id, load, role=self.role))
+        kind = self.kind + (self.lora.tag if self.lora else "")
+        return mgr.prepare(mgr.get(kind, self.model_id, self.lora.loader(load) if self.lora else load, role=self.role))
 
     def run(self, batch: list[TextInpaintIn]) -> list[ImageOut]:
         from tools.diffusion import _multiple_of_8, _steps
@@ -378,7 +380,10 @@ def scene_text_tools(profile: Any, manager=None) -> list[Tool]:
         from tools.models import shared_manager
 
         mgr = manager or shared_manager(profile.device, profile.dtype, profile.memory_budget_gb, profile.cpu_offload)
-        tools.append(DiffusersTextInpaint(mgr, profile.models["inpaint"]))
+        from tools.lora import LoRA
+
+        lora = LoRA.of(profile.lora, profile.lora_scale) if getattr(profile, "lora", "") else None
+        tools.append(DiffusersTextInpaint(mgr, profile.models["inpaint"], lora=lora))
     else:
         tools.append(PreviewTextInpaint())
     return tools
