@@ -126,9 +126,10 @@ class Engine:
 
     def notices(self) -> list[str]:
         """What this profile does instead of what a recipe step asks (a role without a model), one line each."""
-        from agent.model_roles import stand_ins
+        from agent.model_roles import critique_stand_ins, stand_ins
 
-        return [f"{role}: {what}" for role, what in stand_ins(self.profile)]
+        found = stand_ins(self.profile) + (critique_stand_ins(self.profile) if self.critique else [])
+        return [f"{role}: {what}" for role, what in found]
 
     def require_models(self) -> None:
         """Stop before any work when a model the profile loads is not on this machine: one ``ModelNotFound``

@@ -408,6 +408,8 @@ class Executor:
         kept = score > loop.best_score
         if kept:
             loop.best, loop.best_score = new, score
+        else:  # the dropped iteration's memory stays (what was tried), its image and score do not
+            loop.best = {**loop.best, **{k: new[k] for k in node.carry}}
         loop.trace.append({"iteration": loop.iteration, "score": score, "kept": kept})
         self._emit({"event": "loop_iteration", "node": node.id, "iteration": loop.iteration, "score": score,
                     "kept": kept})

@@ -47,7 +47,9 @@ class LoopNode(BaseModel):
     ``state`` gives the initial values (usually refs to the first draft and its score). Body inputs may refer to
     the current state as ``{"ref": "$state.<key>"}`` and to each other by local id. ``update`` maps each state
     key to the body output that replaces it after an iteration. The loop's outputs are the best state's values
-    plus ``iterations`` and ``trace``.
+    plus ``iterations`` and ``trace``. An iteration that does not beat the best score is dropped, except for the
+    ``carry`` keys: the loop's memory of what it tried (ArtAug's rejected edits), which always take the latest
+    iteration's value so the next iteration does not repeat it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,6 +62,7 @@ class LoopNode(BaseModel):
     score: str = "score"
     threshold: float = Field(ge=0.0, le=1.0)
     max_iters: int = Field(ge=0, le=8)
+    carry: Annotated[list[str], Field(max_length=8)] = []
 
 
 def _node_kind(value: Any) -> str:
@@ -181,6 +184,10 @@ def validate_graph(graph: Graph, registry: Registry) -> nx.DiGraph:
                 deps.add(src)
             if not any(True for _ in iter_refs(value)) and _field_is_image(tool.Input, name) and value is not None:
                 raise GraphError(f"{where}: image input '{name}' must be a reference to another node's image output")
+        unused = sorted(n for n in tool.ignored_inputs() if node.inputs.get(n) is not None)
+        if unused:  # e.g. a reference image for a repaint that has no image-prompt adapter: it would be dropped
+            raise GraphError(f"{where}: tool '{node.tool}' cannot use input(s) {unused} on this profile: "
+                             f"{tool.ignored_inputs()[unused[0]]}")
         missing = [
             f for f, info in tool.Input.model_fields.items() if info.is_required() and f not in node.inputs and f != "seed"
         ]
@@ -210,6 +217,9 @@ def validate_graph(graph: Graph, registry: Registry) -> nx.DiGraph:
                 src, _, out = target.partition(".")
                 if key not in node.state or src not in local:
                     raise GraphError(f"node '{node.id}': update '{key}: {target}' must map a state key to a body output")
+            for key in node.carry:
+                if key not in node.update or key == node.score:
+                    raise GraphError(f"node '{node.id}': carry '{key}' must be a state key the body updates (not the score)")
             score_src = node.update.get(node.score)
             if node.score not in node.state or score_src is None:
                 raise GraphError(f"node '{node.id}': score '{node.score}' must be a state key updated by the body")

@@ -93,6 +93,18 @@ STAND_INS = {
 }
 
 
+def critique_stand_ins(profile: Profile) -> list[tuple[str, str]]:
+    """What stands in for the critic and the scorer of the critique loops (ArtAug --critique, repaint)."""
+    out = []
+    if profile.vlm.kind == "preview":
+        out.append(("critique", "the preview critic (image statistics) stands in for a VLM"))
+    if profile.backend != "diffusers" or "aesthetic" not in profile.models:
+        out.append(("aesthetic_score", "image statistics stand in for an aesthetic model"
+                    + (" (the critic's own statistics: accepting its edits is circular)"
+                       if profile.vlm.kind == "preview" else "")))
+    return out
+
+
 def stand_ins(profile: Profile) -> list[tuple[str, str]]:
     """(role, what happens instead) for each recipe role a diffusers profile leaves without a model: a run says
     so in its output and ``env.json`` (no silent stand-ins)."""

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-FIXTURE_VERSION = "hub-v1"
+FIXTURE_VERSION = "hub-v2"
 PLACEHOLDER = b"placeholder: scenewright must never load this file\n"
 
 # component formats: "st" plain safetensors, "fp16.st" the fp16 variant's safetensors, "bin" / "fp16.bin" pickles
@@ -107,6 +107,8 @@ def _save_module(module, folder: Path, fmt: str) -> None:
             m.save_pretrained(tmp, variant=variant)
             module.to(torch.float32)
             for f in Path(tmp).iterdir():
+                if f.name == "config.json" and (folder / f.name).exists():
+                    continue  # the plain save's config (dtype float32) stays, as in the real repos
                 shutil.copyfile(f, folder / f.name)
     else:
         stem = "pytorch_model" if transformers_model else "diffusion_pytorch_model"

@@ -168,3 +168,56 @@ def test_distill_errors_are_one_line(cli, tmp_path):
     (tmp_path / "ds" / "pairs.jsonl").write_text('{"before": "images/a.png", "after": "images/b.png"}\n')
     r = cli("distill", tmp_path / "ds")
     assert r.exit_code == 2 and "line 1" in r.output
+
+
+def test_distill_merges_loras_in_weight_space():
+    """mean_i(B_i·A_i), exactly, as one stacked LoRA: two identical pairs give the same update as one, and the
+    previous LoRA's update is kept on top (iterative enhancement). Averaging A and B separately would not."""
+    import torch
+
+    from agent.distill import merge_in_weight_space
+
+    g = torch.Generator().manual_seed(0)
+
+    def lora(out_dim=6, in_dim=5, r=2):
+        return {"m.lora_A.weight": torch.randn(r, in_dim, generator=g), "m.lora_B.weight": torch.randn(out_dim, r, generator=g)}
+
+    def delta(lo):
+        return lo["m.lora_B.weight"] @ lo["m.lora_A.weight"]
+
+    x, y, prev = lora(), lora(), lora(r=3)
+    assert torch.allclose(delta(merge_in_weight_space([x, x])), delta(x), atol=1e-6)
+    assert torch.allclose(delta(merge_in_weight_space([x, y])), (delta(x) + delta(y)) / 2, atol=1e-6)
+    naive = (x["m.lora_B.weight"] + y["m.lora_B.weight"]) / 2 @ ((x["m.lora_A.weight"] + y["m.lora_A.weight"]) / 2)
+    assert not torch.allclose(naive, (delta(x) + delta(y)) / 2, atol=1e-3)
+    both = merge_in_weight_space([x, y], previous=prev)
+    assert both["m.lora_A.weight"].shape[0] == 3 + 2 + 2
+    assert torch.allclose(delta(both), delta(prev) + (delta(x) + delta(y)) / 2, atol=1e-5)
+
+
+def test_after_a_rejected_round_the_critic_is_asked_again(cli, monkeypatch):
+    """A rejected edit leaves the image as it was; the next round must not be the same (cached) question with
+    the same answer: the rejected edits go into the critique's input and the critic proposes something else."""
+    from tools import critique_tools
+
+    real = critique_tools.accept
+
+    def always_reject(b):
+        out = real(b.model_copy(update={"after_score": b.before_score}))  # "did not rise"
+        assert not out.accepted
+        return out
+
+    monkeypatch.setattr(critique_tools, "accept", always_reject)
+    r = cli("generate", APPLE, "--critique", "--critique-rounds", 2, "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert any(n.startswith("critique: the preview critic") for n in out["notices"])  # not a VLM, and it says so
+    assert any("circular" in n for n in json.loads(Path(out["run_dir"], "env.json").read_text())["notices"])
+    trace = json.loads(Path(out["run_dir"], "critique_trace.json").read_text())
+    first, second = trace["rounds"]
+    assert not first["accepted"] and not second["accepted"]
+    tried = {s["edit"] for s in first["suggestions"]}
+    assert tried and not tried & {s["edit"] for s in second["suggestions"]}
+    events = [json.loads(line) for line in Path(out["run_dir"], "events.jsonl").read_text().splitlines()]
+    done = {e["node"]: e["event"] for e in events if e.get("node", "").endswith(".critique")}
+    assert done == {"artaug.i1.critique": "finished", "artaug.i2.critique": "finished"}

@@ -336,3 +336,38 @@ def test_replay_reports_a_changed_diffusers_tool_at_its_node(hub, monkeypatch):
     assert rep.exit_code == 1, rep.output
     first = json.loads(rep.stdout)["cases"][0]["first"]
     assert first["tool"] == "regional_repaint" and ".repaint" in first["node"] and "PSNR" in first["reason"]
+
+
+def test_distill_on_the_sdxl_layout_is_seeded_and_continues_from_the_profile_lora(hub, tmp_path):
+    """ArtAug's distillation on SDXL (two text encoders, size conditioning): same seed → same weights; a profile
+    that names the result continues from it (its update is kept, the rank grows); the LoRA fuses into SDXL."""
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    data = tmp_path / "pairs"
+    (data / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(data / "images" / "b.png")
+    Image.new("RGB", (64, 64), (230, 150, 60)).save(data / "images" / "a.png")
+    (data / "pairs.jsonl").write_text(json.dumps({"before": "images/b.png", "after": "images/a.png",
+                                                  "prompt": "a red cat", "suggestions": ["warmer light"]}) + "\n")
+    runs = []
+    for name in ("one", "two"):
+        r = cli("distill", data, "--profile", "sdxl-cpu", "--config", hub, "--steps", 2, "--lr", 0.05,
+                "--seed", 4, "--out", tmp_path / name, "--json")
+        assert r.exit_code == 0, r.output
+        runs.append(load_file(str(tmp_path / name / "pytorch_lora_weights.safetensors")))
+    assert runs[0].keys() == runs[1].keys() and all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    config = Path(hub).read_text() + (
+        f'\n[profiles.sdxl-lora]\nextends = "sdxl-cpu"\nlora = "{tmp_path / "one"}"\n')
+    cfg = tmp_path / "lora.toml"
+    cfg.write_text(config)
+    r = cli("distill", data, "--profile", "sdxl-lora", "--config", cfg, "--steps", 2, "--lr", 0.05,
+            "--seed", 5, "--out", tmp_path / "three", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["continued_from"] == str(tmp_path / "one")
+    third = load_file(str(tmp_path / "three" / "pytorch_lora_weights.safetensors"))
+    down = next(k for k in third if k.endswith("lora.down.weight"))
+    assert third[down].shape[0] == 2 * runs[0][down].shape[0]  # the earlier update, then the new one
+    assert torch.equal(third[down][: runs[0][down].shape[0]], runs[0][down])
+    r = cli("generate", "a red cat left of a blue dog", "--profile", "sdxl-lora", "--config", cfg, "--json")
+    assert r.exit_code == 0, r.output

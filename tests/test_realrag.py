@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from agent.api import Engine
@@ -159,3 +160,11 @@ def test_tiny_clip_embedder_and_ip_adapter_injection(tmp_path):
     result = Executor(engine.registry, engine.store).run(graph)
     assert result.ok, result.failed
     assert result.outputs["retrieve.cybertruck"]["chosen"]
+    # the same graph on a profile without an image-prompt adapter would drop the reference: refused up front
+    from agent.graph import GraphError, validate_graph
+    from tools.diffusion import RegionalRepaint
+
+    plain = RegionalRepaint(engine.registry.get("regional_repaint").manager, engine.profile.models["inpaint"])
+    engine.registry.add(plain)
+    with pytest.raises(GraphError, match="cannot use input.*reference.*ip_adapter"):
+        validate_graph(graph, engine.registry)

@@ -57,6 +57,11 @@ class Tool:
         """Model identity for cache keys: model ids, revisions or weight hashes, prompt-template versions."""
         return {}
 
+    def ignored_inputs(self) -> dict[str, str]:
+        """Inputs of the role's schema that this backend, as configured, would drop ({name: what to do about it}).
+        Graph validation refuses a graph that sets one: a step that silently does nothing is a defect."""
+        return {}
+
     def batch_key(self, inputs: dict) -> Hashable:
         """Inputs with equal keys may share one ``run`` call. ``inputs`` is the *encoded* input dict (images as
         ``{"$artifact": sha, "kind": "image", "size": [w, h]}``), so grouping never loads an image."""

@@ -89,7 +89,7 @@ class SelectBest(Tool):
 
 class AcceptEdit(Tool):
     name = "accept_edit"
-    version = "accept-1"
+    version = "accept-2"
     Input = AcceptEditIn
     Output = AcceptEditOut
 
@@ -108,7 +108,9 @@ def accept(b: AcceptEditIn) -> AcceptEditOut:
         why = (f"accepted: aesthetic {b.before_score:.4f} → {b.after_score:.4f},"
                f" alignment {b.before_clip:.4f} → {b.after_clip:.4f}")
         return AcceptEditOut(image=b.after, score=b.after_score, clip=b.after_clip, accepted=True, decision=why)
-    return AcceptEditOut(image=b.before, score=b.before_score, clip=b.before_clip, accepted=False, decision=why)
+    rejected = list(dict.fromkeys([*b.rejected, *(s.edit for s in b.tried if s.edit.strip())]))[-16:]
+    return AcceptEditOut(image=b.before, score=b.before_score, clip=b.before_clip, accepted=False, decision=why,
+                         rejected=rejected)
 
 
 class ApplySuggestions(Tool):

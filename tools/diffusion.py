@@ -29,8 +29,8 @@ Per-tool choices, written down:
   so everything outside is byte-identical). ``reference`` is used through an IP-Adapter when the profile names
   one (``ip_adapter = "<repo or folder>::<subfolder>/<weights>.safetensors"``, default
   ``models/ip-adapter_sd15.safetensors``); inputs with and without a reference never share a call (the adapter
-  scale is per call: 0 without a reference, which reproduces the un-adapted model). Without an IP-Adapter the
-  reference is ignored.
+  scale is per call: 0 without a reference, which reproduces the un-adapted model). Without an IP-Adapter a graph
+  that passes a reference fails validation (``ignored_inputs``): it would be dropped silently.
 - ``image_to_image``: ``AutoPipelineForImage2Image.from_pipe`` of the text-to-image pipeline: same weights.
 - A profile's ``lora`` (ArtAug's distilled LoRA, ``tools/lora.py``) is fused into **every** pipeline here: text-to-image,
   image-to-image, GLIGEN and inpainting (and the scene-text pass); its hash is in each tool's identity.
@@ -424,6 +424,12 @@ class RegionalRepaint(_DiffusersTool):
             ident["ip_adapter"] = model_identity(self.ip_adapter)
             ident["ip_adapter_scale"] = self.ip_adapter_scale
         return ident
+
+    def ignored_inputs(self) -> dict[str, str]:
+        if self.ip_adapter:
+            return {}
+        return {"reference": "the profile names no image-prompt adapter; add models.ip_adapter (e.g. "
+                             "\"h94/IP-Adapter::models/ip-adapter_sd15.safetensors\") or drop the reference"}
 
     def batch_key(self, inp) -> Hashable:
         ref = self.ip_adapter is not None and field(self, inp, "reference") is not None

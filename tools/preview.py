@@ -537,6 +537,8 @@ class PreviewCritique(PreviewTool):
                 ))
 
         score = 0.4 * exposure_score + 0.35 * contrast_score + 0.25 * color_score - min(0.2, 0.05 * washed)
+        tried = set(inp.rejected)  # asked again after a rejection: only what has not been tried on this image
+        suggestions = [s for s in suggestions if s.edit not in tried]
         return CritiqueOut(score=round(float(np.clip(score, 0.0, 1.0)), 4), suggestions=suggestions)
 
 

@@ -124,6 +124,10 @@ class CritiqueIn(ToolModel):
     image: Image
     prompt: str
     boxes: list[LayoutObject] = []
+    # edits already tried on this image and rejected by accept_edit: the critic is asked for something else, so
+    # a rejected round is followed by a new question, not by the same (cached) answer
+    rejected: Annotated[list[str], Field(max_length=16)] = []
+    seed: Seed = 0
 
 
 class CritiqueOut(ToolModel):
@@ -246,6 +250,8 @@ class AcceptEditIn(ToolModel):
     after_clip: float
     min_gain: float = Field(0.0, ge=0.0, le=1.0)
     delta: float = Field(0.01, ge=0.0, le=1.0)
+    tried: list[Suggestion] = []  # this round's suggestions
+    rejected: Annotated[list[str], Field(max_length=16)] = []  # edits rejected earlier on ``before``
 
 
 class AcceptEditOut(ToolModel):
@@ -254,6 +260,7 @@ class AcceptEditOut(ToolModel):
     clip: float
     accepted: bool
     decision: str
+    rejected: list[str] = []  # edits rejected on the kept image ([] once an edit is accepted: a new image)
 
 
 # --- scene text (SceneVTG) and reference retrieval (RealRAG) ----------------------------------------------------

@@ -147,7 +147,11 @@ CRITIQUE = (
     " local fixes, each a box and a short prompt for what that region should show. Leave lists empty when the"
     " image needs no change; never contradict the prompt."
 )
-TEMPLATES_HASH = hashlib.sha256("\n".join((SYSTEM, DESCRIBE, COMPARE, CRITIQUE)).encode()).hexdigest()[:16]
+REJECTED = (
+    " These edits were already tried on this image and rejected (the aesthetic score did not rise, or the image"
+    " drifted from the prompt): {rejected}. Propose different edits, or none."
+)
+TEMPLATES_HASH = hashlib.sha256("\n".join((SYSTEM, DESCRIBE, COMPARE, CRITIQUE, REJECTED)).encode()).hexdigest()[:16]
 
 
 # --- the narrow interface ----------------------------------------------------------------------------------------
@@ -370,7 +374,10 @@ class VLMCritique(_VLMTool):
         out = []
         for b in batch:
             boxes = json.dumps([{"name": o.name, "box": o.box} for o in b.boxes]) if b.boxes else "none"
-            ans = self.vlm.ask(KIND_CRITIQUE, CRITIQUE.format(prompt=b.prompt, boxes=boxes), [b.image]).model_dump()
+            text = CRITIQUE.format(prompt=b.prompt, boxes=boxes)
+            if b.rejected:
+                text += REJECTED.format(rejected=json.dumps(b.rejected, ensure_ascii=False))
+            ans = self.vlm.ask(KIND_CRITIQUE, text, [b.image], seed=b.seed).model_dump()
             suggestions = [Suggestion(scope="global", aspect=e["aspect"], edit=e["edit"], reason=e["reason"])
                            for e in ans["global_edits"]]
             suggestions += [Suggestion(scope="box", aspect="object", edit=e["edit"], reason=e["reason"],

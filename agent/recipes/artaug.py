@@ -15,9 +15,11 @@ Every round's suggestions, edits, scores and decision go to the run's ``critique
 (before, after, suggestions) pair is copied to the ArtAug dataset folder (``pairs.jsonl`` + PNGs) that
 ``scenewright distill`` trains a differential LoRA on.
 
-Choice, written down: the loop stops on the score threshold or the round budget. A critique with no
-suggestions leaves the image unchanged, so that round is rejected ("did not rise") rather than ending the loop:
-a LoopNode's only stopping rules are its threshold and budget.
+Choice, written down: the loop stops on the score threshold or the round budget. After a rejected round the
+critic is asked **again**, with the rejected edits in the question (``critique.rejected``, carried in the loop
+state) and a new per-round seed: the same question would be a cache hit and the loop would repeat the same
+rejected edit. A critique with no suggestions left leaves the image unchanged, so that round is rejected ("did
+not rise") rather than ending the loop: a LoopNode's only stopping rules are its threshold and budget.
 """
 
 from __future__ import annotations
@@ -63,9 +65,10 @@ def append_artaug(
         LoopNode(
             id=LOOP_ID,
             state={"image": draft, "score": {"ref": f"{LOOP_ID}_aesthetic0.score"},
-                   "clip": {"ref": f"{LOOP_ID}_clip0.score"}},
+                   "clip": {"ref": f"{LOOP_ID}_clip0.score"}, "rejected": []},
             body=[
-                node("critique", "critique", image={"ref": "$state.image"}, prompt=prompt, boxes=boxes),
+                node("critique", "critique", image={"ref": "$state.image"}, prompt=prompt, boxes=boxes,
+                     rejected={"ref": "$state.rejected"}),
                 node("apply", "apply_suggestions", image={"ref": "$state.image"}, prompt=prompt,
                      suggestions={"ref": "critique.suggestions"}, strength=strength, box_strength=box_strength,
                      steps=steps, guidance=guidance),
@@ -74,12 +77,15 @@ def append_artaug(
                 node("accept", "accept_edit", before={"ref": "$state.image"}, after={"ref": "apply.image"},
                      before_score={"ref": "$state.score"}, after_score={"ref": "aesthetic.score"},
                      before_clip={"ref": "$state.clip"}, after_clip={"ref": "clip.score"},
-                     min_gain=min_gain, delta=delta),
+                     min_gain=min_gain, delta=delta, tried={"ref": "critique.suggestions"},
+                     rejected={"ref": "$state.rejected"}),
             ],
-            update={"image": "accept.image", "score": "accept.score", "clip": "accept.clip"},
+            update={"image": "accept.image", "score": "accept.score", "clip": "accept.clip",
+                    "rejected": "accept.rejected"},
             score="score",
             threshold=threshold,
             max_iters=rounds,
+            carry=["rejected"],
         ),
     ]  # fmt: skip
     return graph.model_copy(update={"nodes": nodes, "output": f"{LOOP_ID}.image"})
