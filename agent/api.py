@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -219,14 +218,21 @@ class Engine:
         executor = Executor(self.registry, self.store, keep_going=self.keep_going, on_event=self.on_event)
         self._attach_recorder(record)
         try:
-            result = executor.run(graph, record)
-        finally:
-            record.close()
-        if any(n.id == "artaug" for n in graph.nodes):
-            from agent.recipes.artaug import record_artaug
+            try:
+                result = executor.run(graph, record)
+            finally:
+                record.close()
+            if any(n.id == "artaug" for n in graph.nodes):
+                from agent.recipes.artaug import record_artaug
 
-            record_artaug(self, record, graph, result)
-        return self._finish(record, result)
+                record_artaug(self, record, graph, result)
+            return self._finish(record, result)
+        except BaseException as err:  # never leave a run 'running' behind an error: say it failed, and why
+            try:
+                record.set_status("failed", error=_one_line(err))
+            except Exception:  # noqa: BLE001 - a full or read-only disk: the original error is the one to report
+                pass
+            raise
 
     def _attach_recorder(self, record: RunRecord) -> None:
         """Tools that talk to a model through the LLM client (the VLM critic) record into this run's llm.jsonl."""
@@ -240,9 +246,7 @@ class Engine:
         image = None
         if isinstance(result.output, dict) and "$artifact" in result.output:
             image = record.dir / "final.png"
-            tmp = record.dir / ".final.png.tmp"
-            shutil.copyfile(self.store.artifact_path(result.output["$artifact"]), tmp)
-            tmp.replace(image)
+            self.store.copy_artifact(result.output["$artifact"], image)
         status = "done" if result.ok else "failed"
         summary = {
             "status": status,
@@ -281,6 +285,11 @@ class Engine:
             "profile": self.profile.model_dump(mode="json"),
             "tools": {n: {"version": self.registry.get(n).version, "identity": self.registry.get(n).identity()} for n in self.registry.names()},
         }
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 # --- loading user files -------------------------------------------------------------------------------------

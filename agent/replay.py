@@ -59,7 +59,7 @@ from agent.blueprint import BlueprintError, parse_blueprint
 from agent.executor import Executor
 from agent.graph import Graph, GraphError, LoopNode, ToolNode, validate_graph
 from agent.profiles import Profile, ProfileError, get_profile
-from agent.store import Store, canonical_json
+from agent.store import ArtifactError, Store, canonical_json
 from planners.base import PlanningError
 
 RECORD_FILES = (
@@ -802,11 +802,11 @@ def suite_add(
         if (src / f).exists():
             shutil.copyfile(src / f, tmp / f)
     for sha in sorted(shas):
-        p = store.artifact_path(sha)
-        if not p.exists():
+        try:
+            store.copy_artifact(sha, tmp / "artifacts" / f"{sha}.png")  # verified: a suite never pins damage
+        except (ArtifactError, ValueError) as err:
             shutil.rmtree(tmp)
-            raise UserError(f"image {sha[:12]} of run {src.name} is missing from the store; cannot pin it")
-        shutil.copyfile(p, tmp / "artifacts" / f"{sha}.png")
+            raise UserError(f"image {str(sha)[:12]} of run {src.name} cannot be pinned: {err}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(dest)
     if not (suite / SUITE_FILE).exists():

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.api import Engine, UserError
 from agent.blueprint import BlueprintError, parse_blueprint
 from agent.sessions import PENDING, ChatSession, Sessions, Turn, check_session_id
+from agent.store import ArtifactError
 
 MAX_BODY_BYTES = 1024 * 1024
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -576,8 +577,10 @@ def create_app(
         if not SHA256.match(sha):
             raise HTTPException(400, "artifacts are named by their sha256 (64 lower-case hex digits)")
         p = engine.store.artifact_path(sha)
-        if not p.exists():
-            raise HTTPException(404, f"no artifact {sha[:12]}")
+        try:
+            engine.store.check_artifact(sha)  # never serve a file whose pixels are not what its name says
+        except ArtifactError as err:
+            raise HTTPException(404, f"no artifact {sha[:12]}" + ("" if err.reason == "is missing" else f": {err.reason}"))
         return FileResponse(p, media_type="image/png", headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
     return _GuardedApp(

@@ -9,6 +9,12 @@ Layout under ``$SCENEWRIGHT_HOME`` (default ``./scenewright-runs``)::
 
 Files are written to a temporary name and renamed, and SQLite commits are atomic, so a crash loses at most the
 node in flight. Nothing is ever pickled.
+
+Nothing on disk is trusted: an artifact is checked against its address when it is read (``get_image``,
+``copy_artifact``). A file that is missing, truncated or holds other pixels raises ``ArtifactError`` and a damaged
+file is removed, so the executor treats the cache row that named it as a miss and re-runs the producer, which
+writes it again. A verified file is remembered by its (inode, size, mtime) for the life of the process, so a
+long-lived server or a fully cached run decodes each artifact once.
 """
 
 from __future__ import annotations
@@ -64,6 +70,18 @@ def image_digest(image: PILImage.Image) -> str:
     return h.hexdigest()
 
 
+class ArtifactError(FileNotFoundError):
+    """An artifact is missing or does not match its hash. A FileNotFoundError, so callers that report a missing
+    file report this one too; the executor turns it into a cache miss."""
+
+    def __init__(self, digest: str, path: Path, reason: str):
+        self.digest, self.path, self.reason = digest, path, reason
+        super().__init__(
+            f"artifact {digest[:12]} ({path}) {reason}; the run that made it will write it again"
+            " (`scenewright doctor` checks the whole store)"
+        )
+
+
 class Store:
     """Artifacts, cache and run index under one home directory. Safe to share between threads and processes."""
 
@@ -73,6 +91,7 @@ class Store:
         self.runs_dir = self.home / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._verified: dict[str, tuple[int, int, int]] = {}  # digest -> (inode, size, mtime_ns) checked this process
         self._db().conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, tool TEXT, outputs TEXT, created TEXT);
@@ -97,20 +116,69 @@ class Store:
         path = self.artifact_path(digest, ".png")
         if not path.exists():
             atomic_write(path, encode_png(image))
+            self._mark_verified(digest, path)
         return digest
 
     def artifact_path(self, digest: str, suffix: str = ".png") -> Path:
-        if not (len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-            raise ValueError(f"'{digest}' is not an artifact hash")
+        if not is_digest(digest):
+            raise ValueError(f"'{str(digest)[:80]}' is not an artifact hash (64 lower-case hex digits)")
         return self.artifacts / digest[:2] / f"{digest}{suffix}"
 
     def get_image(self, digest: str) -> PILImage.Image:
+        """The image stored under ``digest``, verified: its pixels must hash to its name (else ``ArtifactError``,
+        and the damaged file is removed so the next write replaces it)."""
         path = self.artifact_path(digest, ".png")
-        if not path.exists():
-            raise FileNotFoundError(f"artifact {digest[:12]} is missing from {self.artifacts}; the store is incomplete")
-        with PILImage.open(path) as im:
-            im.load()
-            return im.convert("RGB") if im.mode != "RGB" else im.copy()
+        try:
+            with PILImage.open(path) as im:
+                im.load()
+                image = im.convert("RGB") if im.mode != "RGB" else im.copy()
+        except FileNotFoundError:
+            raise ArtifactError(digest, path, "is missing") from None
+        except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as err:
+            raise self._damaged(digest, path, f"is not a readable PNG ({type(err).__name__})") from None
+        if image_digest(image) != digest:
+            raise self._damaged(digest, path, "holds other pixels than its hash says")
+        self._mark_verified(digest, path)
+        return image
+
+    def check_artifact(self, digest: str) -> PILImage.Image | None:
+        """Verify an artifact (``ArtifactError`` if it is bad). Returns the decoded image, or None when the file was
+        already verified by this process and has not changed since (nothing to decode)."""
+        path = self.artifact_path(digest, ".png")
+        seen = self._verified.get(digest)
+        if seen is not None:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise ArtifactError(digest, path, "is missing") from None
+            if (st.st_ino, st.st_size, st.st_mtime_ns) == seen:
+                return None
+        return self.get_image(digest)
+
+    def copy_artifact(self, digest: str, dest: Path) -> None:
+        """Copy a verified artifact to ``dest`` (atomically), so a damaged file never becomes a run's image."""
+        self.check_artifact(digest)
+        path = self.artifact_path(digest, ".png")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactError(digest, path, "is missing") from None
+        atomic_write(Path(dest), data)
+
+    def _mark_verified(self, digest: str, path: Path) -> None:
+        try:
+            self._verified[digest] = _stat_key(path.stat())
+        except OSError:
+            self._verified.pop(digest, None)
+
+    def _damaged(self, digest: str, path: Path, reason: str) -> ArtifactError:
+        self._verified.pop(digest, None)
+        try:
+            path.unlink()
+            reason += "; removed it"
+        except OSError:
+            pass
+        return ArtifactError(digest, path, reason)
 
     # --- cache -----------------------------------------------------------------------------------------------
     def cache_get(self, key: str) -> dict | None:
@@ -223,6 +291,15 @@ class RunRecord:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+
+def is_digest(value: object) -> bool:
+    """A sha256 hex digest, the only form an artifact name may take (never a path)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _now() -> str:
