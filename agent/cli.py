@@ -403,16 +403,17 @@ def serve(
     """Serve the HTTP API (OpenAPI at /docs) and the chat web page."""
     import uvicorn
 
+    from agent.http_guard import GuardedH11Protocol
     from agent.server import create_app, resolve_token
 
     with user_errors():
         need = resolve_token(host, token)
         engine = make_engine(profile, config, False, None)
-        application = create_app(engine, token=need, max_body=max_body)
+        application = create_app(engine, token=need, max_body=max_body, port=port or None)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
               f" store {engine.store.home}){'  token required' if need else ''}", highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False, http=GuardedH11Protocol)
 
 
 @app.command(epilog="Example: scenewright batch prompts.txt --concurrency 4 --out results.jsonl")
