@@ -247,7 +247,9 @@ def profiles(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt):
     with user_errors():
         found = load_profiles(config)
     if as_json:
-        print(json.dumps({k: v.model_dump(mode="json") for k, v in found.items()}, indent=2))
+        from agent.store import redact
+
+        print(json.dumps(redact({k: v.model_dump(mode="json") for k, v in found.items()}), indent=2))
         return
     table = Table("profile", "backend", "planner", "description")
     for name, p in sorted(found.items()):

@@ -67,7 +67,7 @@ from agent.blueprint import BlueprintError, parse_blueprint
 from agent.executor import Executor
 from agent.graph import Graph, GraphError, LoopNode, ToolNode, validate_graph
 from agent.profiles import Profile, ProfileError, get_profile
-from agent.store import ArtifactError, Store, canonical_json, image_digest, is_digest
+from agent.store import ArtifactError, Store, canonical_json, image_digest, is_digest, redact
 from planners.base import PlanningError
 from tools.critique_tools import MAX_IMAGE_PIXELS
 
@@ -930,7 +930,7 @@ def suite_add(
     (tmp / "artifacts").mkdir(parents=True)
     for f in RECORD_FILES:
         if (src / f).exists():
-            shutil.copyfile(src / f, tmp / f)
+            _copy_redacted(src / f, tmp / f)  # records made before redaction may still hold keys
     for sha in sorted(shas):
         try:
             store.copy_artifact(sha, tmp / "artifacts" / f"{sha}.png")  # verified: a suite never pins damage
@@ -947,6 +947,25 @@ def suite_add(
     if not (suite / SUITE_FILE).exists():
         (suite / SUITE_FILE).write_text(_suite_toml(Tolerances()), encoding="utf-8")
     return dest
+
+
+def _copy_redacted(src: Path, dest: Path) -> None:
+    """Copy a JSON or JSONL record with its secrets redacted (a suite is meant to be committed)."""
+    text = src.read_text(encoding="utf-8", errors="replace")
+    if src.suffix == ".jsonl":
+        lines = []
+        for line in text.splitlines():
+            try:
+                lines.append(json.dumps(redact(json.loads(line)), sort_keys=True, ensure_ascii=False))
+            except (json.JSONDecodeError, RecursionError, ValueError):
+                continue  # a line cut by a crash
+        dest.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        raise UserError(f"{src} is not valid JSON; the run record is damaged") from None
+    dest.write_text(json.dumps(redact(value), indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _pin_inputs(graph: Graph, folder: Path) -> None:

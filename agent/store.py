@@ -10,6 +10,9 @@ Layout under ``$SCENEWRIGHT_HOME`` (default ``./scenewright-runs``)::
 Files are written to a temporary name and renamed, and SQLite commits are atomic, so a crash loses at most the
 node in flight. Nothing is ever pickled.
 
+Records never hold secrets: every JSON record a run writes passes through ``redact`` (API keys, tokens,
+passwords, credentials in URLs), so a run folder or a suite made from it can be shared or committed.
+
 Nothing on disk is trusted: an artifact is checked against its address when it is read (``get_image``,
 ``copy_artifact``). A file that is missing, truncated or holds other pixels raises ``ArtifactError`` and a damaged
 file is removed, so the executor treats the cache row that named it as a miss and re-runs the producer, which
@@ -24,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -250,7 +254,8 @@ class RunRecord:
         self._events = None
 
     def write_json(self, name: str, value: Any) -> None:
-        atomic_write(self.dir / name, (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+        text = json.dumps(redact(value), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        atomic_write(self.dir / name, text.encode())
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write(self.dir / name, text.encode())
@@ -269,7 +274,7 @@ class RunRecord:
 
     def append_jsonl(self, name: str, record: dict) -> None:
         with open(self.dir / name, "a") as fh:
-            fh.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(redact(record), sort_keys=True, ensure_ascii=False) + "\n")
 
     def read_jsonl(self, name: str) -> list[dict]:
         path = self.dir / name
@@ -291,6 +296,31 @@ class RunRecord:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+
+REDACTED = "<redacted>"
+# api_key, vlm_api_key, token, access_token, password, secret, authorization, credentials, any *_key (not a bare "key":
+# events name cache keys so)
+_SECRET_NAME = re.compile(r"(?:^|_)(?:api_?key|secret|password|passwd|token|authorization|credentials?)$|^.+_key$", re.I)
+_URL_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with every secret replaced by ``"<redacted>"``: values under secret-looking keys (except
+    the empty and vLLM's ``"EMPTY"``, which say no key was set) and the user:password part of URLs."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str) and _SECRET_NAME.search(k) and isinstance(v, str) and v not in ("", "EMPTY"):
+                out[k] = REDACTED
+            else:
+                out[k] = redact(v)
+        return out
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", value)
+    return value
 
 
 def is_digest(value: object) -> bool:
