@@ -112,9 +112,13 @@ class Engine:
             )
         self.store = Store(Path(home) if home else None)
         self.registry = build_registry(self.profile)
-        from tools.retrieval import default_library_dir, library_tools  # RealRAG: a configured reference library
+        from tools.retrieval import LibraryError, default_library_dir, library_tools  # RealRAG: a reference library
 
-        for tool in library_tools(self.profile, default_library_dir(self.store.home)):
+        try:
+            found = library_tools(self.profile, default_library_dir(self.store.home))
+        except LibraryError as err:
+            raise UserError(str(err)) from None
+        for tool in found:
             self.registry.add(tool)
         self.keep_going = keep_going
         self.on_event = on_event

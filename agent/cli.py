@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from agent.api import Engine, RunOutcome, UserError, load_plan_file
 from agent.blueprint import Blueprint, BlueprintError, json_schema
 from agent.graph import GraphError
 from agent.profiles import ProfileError, load_profiles
+from agent.store import Store, StoreError, default_home
 from planners.base import PlanningError
 
 EXAMPLES = """
@@ -66,8 +68,10 @@ def user_errors():
     """Turn the errors a user can cause into one line and the right exit code; never a traceback."""
     try:
         yield
-    except (UserError, BlueprintError, GraphError, ProfileError, FileNotFoundError) as e:
+    except (UserError, BlueprintError, GraphError, ProfileError, FileNotFoundError, StoreError) as e:
         fail(str(e), 2)
+    except sqlite3.DatabaseError as e:  # a read the store did not wrap: still one line, naming the file
+        fail(f"the store's index {default_home() / 'index.sqlite'} is damaged ({e}); `scenewright doctor --repair`", 2)
     except PlanningError as e:
         fail(str(e), 1)
     except KeyboardInterrupt:
@@ -192,8 +196,7 @@ def resume(
 ):
     """Continue a run that crashed or was interrupted; finished nodes are reused from the cache."""
     with user_errors(), progress_events(not as_json) as on_event:
-        engine = Engine("preview", config=config)  # only to reach the store; the run's own profile is used below
-        record = engine.store.open_run(run_id)
+        record = Store().open_run(run_id)  # the run's own profile is used below
         profile = record.read_json("request.json").get("profile", "preview") if record.exists("request.json") else "preview"
         outcome = make_engine(profile, config, keep_going, on_event).resume(run_id)
     report(outcome, as_json, out)
@@ -203,7 +206,7 @@ def resume(
 def runs(limit: int = typer.Option(20, min=1, max=10_000), as_json: bool = JsonOpt):
     """List recent runs."""
     with user_errors():
-        rows = Engine("preview").store.list_runs(limit)
+        rows = Store().list_runs(limit)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -218,7 +221,7 @@ def runs(limit: int = typer.Option(20, min=1, max=10_000), as_json: bool = JsonO
 def show(run_id: str = typer.Argument(...), as_json: bool = JsonOpt):
     """Show a run: status, blueprint summary, result and the refinement trace."""
     with user_errors():
-        record = Engine("preview").store.open_run(run_id)
+        record = Store().open_run(run_id)
         info = {
             "run_id": run_id,
             "run_dir": str(record.dir),

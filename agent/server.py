@@ -45,7 +45,7 @@ from agent.api import Engine, UserError
 from agent.blueprint import BlueprintError, parse_blueprint
 from agent.http_guard import Guard, is_loopback
 from agent.sessions import PENDING, ChatSession, Sessions, Turn, check_session_id
-from agent.store import ArtifactError
+from agent.store import ArtifactError, StoreError
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_TURN = 10**9  # a turn index (SQLite integers are 64-bit; larger ones were a 500)
@@ -263,10 +263,12 @@ class Server:
 def _progress(events_path: Path) -> dict:
     done = total = 0
     if events_path.exists():
-        for line in events_path.read_text().splitlines():
+        for line in events_path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 ev = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
+                continue
+            if not isinstance(ev, dict):
                 continue
             kind = ev.get("event")
             if kind == "run_started":
@@ -281,7 +283,7 @@ def _progress(events_path: Path) -> dict:
 def _read_events(path: Path, after: int, limit: int) -> tuple[list[dict], int]:
     events, n = [], 0
     if path.exists():
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             for n, line in enumerate(fh, start=1):
                 if n <= after:
                     continue
@@ -289,18 +291,28 @@ def _read_events(path: Path, after: int, limit: int) -> tuple[list[dict], int]:
                     n -= 1
                     break
                 try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
+                    ev = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(ev, dict):
+                    events.append(ev)
                 if len(events) >= limit:
                     break
     return events, max(after, n if events else after)
 
 
+def _read_record(path: Path) -> Any:
+    """A run record file; a damaged one is a StoreError (503 naming the file), never a 500 with a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise StoreError(f"{path} is damaged ({type(err).__name__}); `scenewright doctor` lists damaged records") from None
+
+
 def _run_done(run_dir: Path) -> bool:
     try:
         status = json.loads((run_dir / "status.json").read_text()).get("status")
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError, AttributeError):
         return False
     return status in ("done", "failed")
 
@@ -340,6 +352,10 @@ def create_app(
     @app.exception_handler(UserError)
     async def _user_error(request: Request, exc: UserError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError):  # damage or a full disk: the operator's to fix
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     # --- page ------------------------------------------------------------------------------------------------
     web = resources.files("agent").joinpath("web")
@@ -453,8 +469,8 @@ def create_app(
         out: dict[str, Any] = {"run_id": run_id}
         for name in ("status", "request", "result", "blueprint"):
             p = d / f"{name}.json"
-            out[name] = json.loads(p.read_text()) if p.exists() else None
-        if out["result"]:
+            out[name] = _read_record(p) if p.exists() else None
+        if isinstance(out["result"], dict):
             out["result"].pop("image", None)  # a server-side path; clients use the image URL
             sha = out["result"].get("image_sha256")
             out["image_url"] = f"/api/artifacts/{sha}" if sha else None
@@ -493,7 +509,7 @@ def create_app(
                 pos = nxt
                 if not events:
                     if _run_done(d):
-                        status = json.loads((d / "status.json").read_text()).get("status")
+                        status = _read_record(d / "status.json").get("status")
                         yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
                         return
                     await asyncio.sleep(0.1)

@@ -47,7 +47,7 @@ from agent.api import Engine, RunOutcome, UserError
 from agent.blueprint import Blueprint, BlueprintError
 from agent.edits import EditError, EditPlan, SceneState, apply_edits, parse_edit_plan
 from agent.graph import Graph, LoopNode, ToolNode
-from agent.store import RunRecord
+from agent.store import RunRecord, StoreError, _sqlite_errors, connect_index
 from planners.base import PlanningError
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")
@@ -142,7 +142,13 @@ _JSON_COLS = {"state", "scene", "ops", "changes", "reran", "cached", "result"}
 def _turn_from_row(row: tuple) -> Turn:
     d = dict(zip(_ROW, row))
     for k in _JSON_COLS:
-        d[k] = json.loads(d[k]) if d[k] else None
+        try:
+            d[k] = json.loads(d[k]) if d[k] else None
+        except (TypeError, ValueError, RecursionError):
+            raise StoreError(
+                f"turn {d.get('idx')} of session {d.get('session_id')} is damaged in index.sqlite (column {k});"
+                " branch from an earlier turn, or `scenewright doctor` to check the store"
+            ) from None
     return Turn(
         session_id=d["session_id"],
         index=d["idx"],
@@ -171,26 +177,25 @@ class SessionDB:
     def __init__(self, home):
         self.path = home / "index.sqlite"
         self._local = threading.local()
-        self.conn().executescript(_SCHEMA)
+        with _sqlite_errors(self.path):
+            self.conn().executescript(_SCHEMA)
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = c
+            c = self._local.conn = connect_index(self.path)  # damage, a read-only disk: one StoreError line
         return c
 
     def tx(self, sql: str, params: tuple = ()) -> None:
         c = self.conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            c.execute(sql, params)
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+        with _sqlite_errors(self.path):
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(sql, params)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
 
     def create_session(self, session_id: str, title: str, profile: str, parent: tuple[str, int] | None = None) -> None:
         now = _now()

@@ -23,6 +23,7 @@ long-lived server or a fully cached run decodes each artifact once.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import io
 import json
@@ -41,12 +42,62 @@ def default_home() -> Path:
     return Path(os.environ.get("SCENEWRIGHT_HOME", "scenewright-runs")).resolve()
 
 
+class StoreError(RuntimeError):
+    """The home cannot do what was asked: a damaged file, a read-only or full disk. The message is one line that
+    names the file and what to do (the CLI prints it and exits 2; the server answers 503)."""
+
+
+def disk_error(path: Path, err: OSError | sqlite3.Error) -> StoreError:
+    """A write that failed, as one line a user can act on."""
+    text = str(err)
+    code = getattr(err, "errno", None)
+    if code == errno.ENOSPC or "disk is full" in text or "database or disk is full" in text:
+        return StoreError(f"the disk holding {path} is full; free space, then `scenewright resume RUN_ID` continues a run")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"{path} is read-only; this command writes to the store (runs, show, replay and doctor only read it)"
+        )
+    if isinstance(err, sqlite3.DatabaseError):
+        return StoreError(f"{path} is damaged ({text}); `scenewright doctor --repair` rebuilds it")
+    return StoreError(f"cannot write {path}: {err.strerror or text}" if isinstance(err, OSError) else f"{path}: {text}")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise disk_error(path, err) from None
+
+
+def connect_index(path: Path) -> sqlite3.Connection:
+    """Open an index database (WAL, autocommit). A home on a read-only disk opens read-only, so read-only commands
+    still work; a file that is not a database is a StoreError naming it."""
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        return db
+    except sqlite3.OperationalError as err:
+        if "readonly" not in str(err) and "unable to open" not in str(err):
+            raise disk_error(path, err) from None
+    except sqlite3.DatabaseError as err:
+        raise disk_error(path, err) from None
+    for mode in ("ro", "ro&immutable=1"):  # a WAL database without write access to its folder needs immutable
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, timeout=30, isolation_level=None)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.DatabaseError as err:
+            last = err
+    raise disk_error(path, last) from None
 
 
 def canonical_json(value: Any) -> str:
@@ -93,26 +144,24 @@ class Store:
         self.home = Path(home) if home else default_home()
         self.artifacts = self.home / "artifacts"
         self.runs_dir = self.home / "runs"
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.index_path = self.home / "index.sqlite"
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise disk_error(self.runs_dir, err) from None
         self._local = threading.local()
         self._verified: dict[str, tuple[int, int, int]] = {}  # digest -> (inode, size, mtime_ns) checked this process
-        self._db().conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, tool TEXT, outputs TEXT, created TEXT);
-            CREATE TABLE IF NOT EXISTS runs (
-                run_id TEXT PRIMARY KEY, created TEXT, status TEXT, profile TEXT, prompt TEXT,
-                image TEXT, nodes INTEGER, cached INTEGER, seconds REAL);
-            """
-        )
+        with self._guard():
+            self._db().conn.executescript(SCHEMA)
 
     def _db(self) -> "_Tx":
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.home / "index.sqlite", timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return _Tx(db)
+            db = self._local.db = connect_index(self.index_path)
+        return _Tx(db, self.index_path)
+
+    def _guard(self):
+        return _sqlite_errors(self.index_path)
 
     # --- artifacts -------------------------------------------------------------------------------------------
     def put_image(self, image: PILImage.Image, digest: str | None = None) -> str:
@@ -186,8 +235,23 @@ class Store:
 
     # --- cache -----------------------------------------------------------------------------------------------
     def cache_get(self, key: str) -> dict | None:
-        row = self._db().conn.execute("SELECT outputs FROM cache WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        """A cache row's outputs; a row that is not a JSON object (damage) is a miss, and is dropped."""
+        with self._guard():
+            row = self._db().conn.execute("SELECT outputs FROM cache WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except (TypeError, ValueError, RecursionError):
+            value = None
+        if not isinstance(value, dict):
+            try:
+                with self._db() as db:
+                    db.execute("DELETE FROM cache WHERE key = ?", (key,))
+            except StoreError:
+                pass  # a read-only home: still a miss
+            return None
+        return value
 
     def cache_put_many(self, rows: list[tuple[str, str, dict]]) -> None:
         now = _now()
@@ -202,7 +266,10 @@ class Store:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_id = f"{stamp}-{secrets.token_hex(3)}"
         run = RunRecord(self, self.runs_dir / run_id)
-        run.dir.mkdir(parents=True)
+        try:
+            run.dir.mkdir(parents=True)
+        except OSError as err:
+            raise disk_error(run.dir, err) from None
         with self._db() as db:
             db.execute(
                 "INSERT INTO runs (run_id, created, status, profile, prompt) VALUES (?, ?, ?, ?, ?)",
@@ -221,27 +288,61 @@ class Store:
             db.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*fields.values(), run_id))
 
     def list_runs(self, limit: int = 50) -> list[dict]:
-        cur = self._db().conn.execute(
-            "SELECT run_id, created, status, profile, prompt, image, nodes, cached, seconds FROM runs"
-            " ORDER BY created DESC, run_id DESC LIMIT ?",
-            (limit,),
-        )
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
+        with self._guard():
+            cur = self._db().conn.execute(
+                "SELECT run_id, created, status, profile, prompt, image, nodes, cached, seconds FROM runs"
+                " ORDER BY created DESC, run_id DESC LIMIT ?",
+                (limit,),
+            )
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, tool TEXT, outputs TEXT, created TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, created TEXT, status TEXT, profile TEXT, prompt TEXT,
+    image TEXT, nodes INTEGER, cached INTEGER, seconds REAL);
+"""
+
+
+class _sqlite_errors:
+    """``with _sqlite_errors(path):`` turns SQLite's errors (damage, a read-only or full disk) into one StoreError."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, sqlite3.Error) and not isinstance(exc, StoreError):
+            raise disk_error(self.path, exc) from None
+        return False
 
 
 class _Tx:
-    """``with store._db() as db:`` runs the block in one transaction; ``.conn`` for plain reads."""
+    """``with store._db() as db:`` runs the block in one transaction; ``.conn`` for plain reads. SQLite's errors
+    leave as one StoreError naming the index."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn, self.path = conn, path
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise disk_error(self.path, err) from None
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.Error as err:
+            if exc_type is None:
+                raise disk_error(self.path, err) from None
+        if exc_type is not None and issubclass(exc_type, sqlite3.Error):
+            raise disk_error(self.path, exc) from None
 
 
 class RunRecord:
@@ -261,31 +362,48 @@ class RunRecord:
         atomic_write(self.dir / name, text.encode())
 
     def read_json(self, name: str) -> Any:
-        return json.loads((self.dir / name).read_text())
+        """A record file, parsed; a damaged one is a StoreError naming it (never a decode traceback)."""
+        path = self.dir / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise StoreError(
+                f"{path} is damaged ({type(err).__name__}); `scenewright doctor` lists damaged records"
+            ) from None
 
     def exists(self, name: str) -> bool:
         return (self.dir / name).exists()
 
     def event(self, record: dict) -> None:
-        if self._events is None:
-            self._events = open(self.dir / "events.jsonl", "a", buffering=1 << 16)
-        self._events.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._events.flush()
+        try:
+            if self._events is None:
+                self._events = open(self.dir / "events.jsonl", "a", buffering=1 << 16)
+            self._events.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._events.flush()
+        except OSError as err:
+            raise disk_error(self.dir / "events.jsonl", err) from None
 
     def append_jsonl(self, name: str, record: dict) -> None:
-        with open(self.dir / name, "a") as fh:
-            fh.write(json.dumps(redact(record), sort_keys=True, ensure_ascii=False) + "\n")
+        try:
+            with open(self.dir / name, "a") as fh:
+                fh.write(json.dumps(redact(record), sort_keys=True, ensure_ascii=False) + "\n")
+        except OSError as err:
+            raise disk_error(self.dir / name, err) from None
 
     def read_jsonl(self, name: str) -> list[dict]:
         path = self.dir / name
         if not path.exists():
             return []
         rows = []
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash
+                row = json.loads(line)
+            except (ValueError, RecursionError):  # a line cut by a crash
                 continue
+            if isinstance(row, dict):
+                rows.append(row)
         return rows
 
     def set_status(self, status: str, **fields: Any) -> None:

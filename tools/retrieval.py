@@ -553,9 +553,14 @@ def library_tools(profile, folder: Path | None) -> list[Tool]:
         return []
     try:
         lib = Library(folder, embedder_for(profile))
+        return [RetrieveReference(lib)] if len(lib) else []
     except LibraryError:
         return []
-    return [RetrieveReference(lib)] if len(lib) else []
+    except sqlite3.DatabaseError as err:  # a damaged catalogue: one line naming it, not a traceback in every run
+        raise LibraryError(
+            f"the library catalogue {Path(folder) / 'catalog.sqlite'} is damaged ({err}); move {folder} aside"
+            " (or set SCENEWRIGHT_LIBRARY to another folder) and rebuild it with `scenewright library add`"
+        ) from None
 
 
 __all__ = [
