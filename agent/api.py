@@ -210,7 +210,11 @@ class Engine:
         return self._execute(record, bp, graph, fresh=False)
 
     def _write_request(self, record: RunRecord, request: dict) -> None:
-        record.write_json("request.json", {**request, "profile": self.profile.name})
+        try:
+            record.write_json("request.json", {**request, "profile": self.profile.name})
+        except BaseException as err:
+            _mark_failed(record, err)
+            raise
 
     def _execute(self, record: RunRecord, bp: Blueprint | None, graph: Graph, fresh: bool = True) -> RunOutcome:
         if fresh:
@@ -232,10 +236,7 @@ class Engine:
                 record_artaug(self, record, graph, result)
             return self._finish(record, result)
         except BaseException as err:  # never leave a run 'running' behind an error: say it failed, and why
-            try:
-                record.set_status("failed", error=_one_line(err))
-            except Exception:  # noqa: BLE001 - a full or read-only disk: the original error is the one to report
-                pass
+            _mark_failed(record, err)
             raise
 
     def _attach_recorder(self, record: RunRecord) -> None:
@@ -289,6 +290,17 @@ class Engine:
             "profile": self.profile.model_dump(mode="json"),
             "tools": {n: {"version": self.registry.get(n).version, "identity": self.registry.get(n).identity()} for n in self.registry.names()},
         }
+
+
+def _mark_failed(record: RunRecord, err: BaseException) -> None:
+    """Record that a run failed, as far as the disk allows (a full disk may refuse status.json, not the index)."""
+    try:
+        record.set_status("failed", error=_one_line(err))
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        try:
+            record.store.update_run(record.id, status="failed")
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _one_line(err: BaseException) -> str:

@@ -527,6 +527,7 @@ def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suit
 
 
 import agent.cli_critique  # noqa: E402,F401  (repaint, distill: ImageRepainter and ArtAug commands)
+import agent.cli_doctor  # noqa: E402,F401  (doctor: check and repair a home)
 
 from agent.cli_library import library_app  # noqa: E402
 
