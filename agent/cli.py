@@ -436,6 +436,8 @@ def batch(
         items = load_items(file)
         engine = make_engine(profile, config, False, None)
         target = out or file.with_name(file.name.rstrip("/") + ".results.jsonl")
+        if target.is_dir():
+            raise UserError(f"--out {target} is a folder; give the results file, e.g. {target / 'results.jsonl'}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             task = bar.add_task("batch", total=len(items))
