@@ -16,12 +16,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from pydantic import ValidationError
+
 from agent.blueprint import Blueprint, BlueprintError, Canvas, parse_blueprint
 from agent.executor import Executor, RunResult
 from agent.graph import Graph, validate_graph
-from agent.profiles import Profile, get_profile
+from agent.profiles import PlannerConfig, Profile, get_profile
 from agent.recipes import compile_llm_blueprint
-from agent.store import RunRecord, Store, canonical_json
+from agent.store import RunRecord, Store, canonical_json, is_digest
 from planners.base import PlanningError
 from tools.base import Registry
 
@@ -31,6 +33,18 @@ MAX_JSON_DEPTH = 64
 
 class UserError(ValueError):
     """Bad input from the user (or a file they gave us). The CLI prints it on one line and exits 2."""
+
+
+def check_text(text: str, what: str = "the prompt") -> str:
+    """Text from a user must be real Unicode: no NUL, no lone surrogates (how Python carries bytes that are not
+    UTF-8, e.g. ``$'\\xff'`` in a shell argument); they would fail later, deep in a write, with a traceback."""
+    if "\x00" in text:
+        raise UserError(f"{what} holds a NUL character; remove it")
+    bad = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        hint = f" (byte 0x{ord(bad) - 0xDC00:02x})" if "\udc80" <= bad <= "\udcff" else ""
+        raise UserError(f"{what} is not valid UTF-8 text{hint}; check the terminal's or the file's encoding")
+    return text
 
 
 @dataclass
@@ -106,10 +120,15 @@ class Engine:
         critique_options: dict | None = None,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile, config)
-        if planner:
-            self.profile = self.profile.model_copy(
-                update={"planner": self.profile.planner.model_copy(update={k: v for k, v in planner.items() if v})}
-            )
+        if planner and any(planner.values()):
+            try:  # validated: `--planner bogus` is one line, not a crash when the planner is built
+                chosen = PlannerConfig.model_validate(
+                    {**self.profile.planner.model_dump(), **{k: v for k, v in planner.items() if v}}
+                )
+            except ValidationError as err:
+                e = err.errors()[0]
+                raise UserError(f"planner {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+            self.profile = self.profile.model_copy(update={"planner": chosen})
         self.store = Store(Path(home) if home else None)
         self.registry = build_registry(self.profile)
         from tools.retrieval import LibraryError, default_library_dir, library_tools  # RealRAG: a reference library
@@ -129,6 +148,7 @@ class Engine:
     def plan(self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None) -> Blueprint:
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
+        check_text(prompt)
         planner = build_planner(self.profile, RunRecorder(record, replay))
         try:
             canvas = Canvas(width=self.profile.width, height=self.profile.height)
@@ -178,6 +198,7 @@ class Engine:
     def generate(self, prompt: str, *, seed: int = 0) -> RunOutcome:
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
+        check_text(prompt)
         record = self.store.new_run(profile=self.profile.name, prompt=prompt)
         self._write_request(record, {"kind": "prompt", "prompt": prompt, "seed": seed})
         try:
@@ -328,11 +349,16 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
     if _nesting_depth(text) > MAX_JSON_DEPTH:
         raise UserError(f"{p} is nested deeper than {MAX_JSON_DEPTH} levels; that is not a plan file")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise UserError(f"{p} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except ValueError as err:  # an integer of more than 4300 digits, NaN/Infinity
+        raise UserError(f"{p} is not a usable plan file: {str(err).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise UserError(f"{p} must hold a JSON object (a blueprint or a graph), not {type(data).__name__}")
+    bad = next((v for v in _artifact_names(data) if not is_digest(v)), None)
+    if bad is not None:
+        raise UserError(f"{p}: '$artifact' {str(bad)[:80]!r} is not an artifact hash; artifacts are named by sha256 only")
     try:
         if "nodes" in data:
             return Graph.model_validate(data)
@@ -346,6 +372,21 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
             where = ".".join(str(x) for x in e["loc"])
             raise UserError(f"{p}: invalid graph: {where}: {e['msg']}") from None
         raise
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a plan can use")
+
+
+def _artifact_names(value):
+    if isinstance(value, dict):
+        if "$artifact" in value:
+            yield value["$artifact"]
+        for v in value.values():
+            yield from _artifact_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _artifact_names(v)
 
 
 def _nesting_depth(text: str) -> int:

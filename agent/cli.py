@@ -355,6 +355,8 @@ def chat(
                 if turn.status == "failed":
                     raise typer.Exit(1)
             return
+    if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 reach check_text as surrogates: one line each
+        sys.stdin.reconfigure(errors="surrogateescape")
     interactive = sys.stdin.isatty()
     if interactive:
         err.print(CHAT_HELP)

@@ -43,7 +43,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from agent.api import Engine, RunOutcome, UserError
+from agent.api import Engine, RunOutcome, UserError, check_text
 from agent.blueprint import Blueprint, BlueprintError
 from agent.edits import EditError, EditPlan, SceneState, apply_edits, parse_edit_plan
 from agent.graph import Graph, LoopNode, ToolNode
@@ -488,6 +488,7 @@ class ChatSession:
             raise UserError("the message is empty; say what to change, e.g. 'make the cat bigger'")
         if len(message) > MAX_MESSAGE_CHARS:
             raise UserError(f"the message is longer than {MAX_MESSAGE_CHARS} characters; describe one change at a time")
+        check_text(message, "the message")
         return self.db.add_turn(Turn(session_id=self.id, index=-1, kind="edit", message=message, status="queued"))
 
     def process(self, index: int, on_event=None) -> Turn:
@@ -685,6 +686,7 @@ class Sessions:
                 raise UserError("the prompt is empty; describe the image you want")
             if len(prompt) > 8000:
                 raise UserError("the prompt is longer than 8000 characters")
+            check_text(prompt)
         if not 0 <= seed <= 2**32 - 1:
             raise UserError(f"seed {seed} is out of range 0..{2**32 - 1}")
         text = prompt if prompt is not None else (blueprint.prompt or "blueprint")
