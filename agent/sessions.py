@@ -177,8 +177,16 @@ class SessionDB:
     def __init__(self, home):
         self.path = home / "index.sqlite"
         self._local = threading.local()
-        with _sqlite_errors(self.path):
-            self.conn().executescript(_SCHEMA)
+        self.empty = False  # a read-only home that never held a session: nothing to list, nothing to open
+        try:
+            with _sqlite_errors(self.path):
+                self.conn().executescript(_SCHEMA)
+        except StoreError as err:
+            if "read-only" not in str(err):
+                raise
+            self.empty = not self.conn().execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
+            ).fetchone()
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
@@ -206,6 +214,8 @@ class SessionDB:
         )
 
     def session(self, session_id: str) -> dict | None:
+        if self.empty:
+            return None
         cur = self.conn().execute(
             "SELECT session_id, created, updated, title, profile, parent_session, parent_turn FROM sessions"
             " WHERE session_id = ?",
@@ -215,6 +225,8 @@ class SessionDB:
         return dict(zip([c[0] for c in cur.description], row)) if row else None
 
     def sessions(self, limit: int = 100) -> list[dict]:
+        if self.empty:
+            return []
         cur = self.conn().execute(
             "SELECT s.session_id, s.created, s.updated, s.title, s.profile, s.parent_session, s.parent_turn,"
             " (SELECT COUNT(*) FROM session_turns t WHERE t.session_id = s.session_id) AS turns"

@@ -166,10 +166,12 @@ def test_read_only_home_still_serves_read_only_commands(home, run_id):
               f"{_sw('plan', 'a cat')} >/dev/null; echo plan=$?; "
               f"{_sw('replay', run_id)} >/dev/null; echo replay=$?; "
               f"{_sw('doctor')} >/dev/null; echo doctor=$?; "
+              f"{_sw('chat', '--list')} >/dev/null; echo chatlist=$?; "
               f"{_sw('generate', 'a cat')}; echo generate=$?")
     res = _in_namespace(script, env)
     codes = dict(line.split("=") for line in res.stdout.splitlines() if "=" in line and line.split("=")[0].isalpha())
-    assert codes == {"runs": "0", "show": "0", "plan": "0", "replay": "0", "doctor": "0", "generate": "2"}, res.stdout + res.stderr
+    assert codes == {"runs": "0", "show": "0", "plan": "0", "replay": "0", "doctor": "0", "chatlist": "0",
+                     "generate": "2"}, res.stdout + res.stderr
     assert "read-only" in res.stderr and "Traceback" not in res.stderr
     assert json.loads((home.parent / "runs.out").read_text())[0]["run_id"] == run_id
 
