@@ -3,6 +3,7 @@ repairs a home. Read-only and full disks are real mounts (a private mount namesp
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -51,6 +52,9 @@ def run_id(home):
 
 
 def _garble(path: Path) -> None:
+    """Overwrite a database with noise, as another process would: first let this process's connections to it
+    close (SQLite shares per-file state inside one process, so an open one would still see the old pages)."""
+    gc.collect()
     for p in path.parent.glob(path.name + "-*"):
         p.unlink()
     path.write_bytes(os.urandom(4096))
