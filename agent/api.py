@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from pydantic import ValidationError
+
 from agent.blueprint import Blueprint, BlueprintError, Canvas, parse_blueprint
 from agent.executor import Executor, RunResult
 from agent.graph import Graph, validate_graph
-from agent.profiles import Profile, get_profile
+from agent.profiles import PlannerConfig, Profile, get_profile
 from agent.recipes import compile_llm_blueprint
-from agent.store import RunRecord, Store, canonical_json
+from agent.store import RunRecord, Store, canonical_json, is_digest
 from planners.base import PlanningError
 from tools.base import Registry
 
@@ -32,6 +33,18 @@ MAX_JSON_DEPTH = 64
 
 class UserError(ValueError):
     """Bad input from the user (or a file they gave us). The CLI prints it on one line and exits 2."""
+
+
+def check_text(text: str, what: str = "the prompt") -> str:
+    """Text from a user must be real Unicode: no NUL, no lone surrogates (how Python carries bytes that are not
+    UTF-8, e.g. ``$'\\xff'`` in a shell argument); they would fail later, deep in a write, with a traceback."""
+    if "\x00" in text:
+        raise UserError(f"{what} holds a NUL character; remove it")
+    bad = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        hint = f" (byte 0x{ord(bad) - 0xDC00:02x})" if "\udc80" <= bad <= "\udcff" else ""
+        raise UserError(f"{what} is not valid UTF-8 text{hint}; check the terminal's or the file's encoding")
+    return text
 
 
 @dataclass
@@ -108,15 +121,24 @@ class Engine:
         critique_options: dict | None = None,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile, config)
-        if planner:
-            self.profile = self.profile.model_copy(
-                update={"planner": self.profile.planner.model_copy(update={k: v for k, v in planner.items() if v})}
-            )
+        if planner and any(planner.values()):
+            try:  # validated: `--planner bogus` is one line, not a crash when the planner is built
+                chosen = PlannerConfig.model_validate(
+                    {**self.profile.planner.model_dump(), **{k: v for k, v in planner.items() if v}}
+                )
+            except ValidationError as err:
+                e = err.errors()[0]
+                raise UserError(f"planner {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+            self.profile = self.profile.model_copy(update={"planner": chosen})
         self.store = Store(Path(home) if home else None)
         self.registry = build_registry(self.profile)
-        from tools.retrieval import default_library_dir, library_tools  # RealRAG: a configured reference library
+        from tools.retrieval import LibraryError, default_library_dir, library_tools  # RealRAG: a reference library
 
-        for tool in library_tools(self.profile, default_library_dir(self.store.home)):
+        try:
+            found = library_tools(self.profile, default_library_dir(self.store.home))
+        except LibraryError as err:
+            raise UserError(str(err)) from None
+        for tool in found:
             self.registry.add(tool)
         self.keep_going = keep_going
         self.on_event = on_event
@@ -149,6 +171,7 @@ class Engine:
     def plan(self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None) -> Blueprint:
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
+        check_text(prompt)
         planner = build_planner(self.profile, RunRecorder(record, replay))
         try:
             canvas = Canvas(width=self.profile.width, height=self.profile.height)
@@ -198,6 +221,7 @@ class Engine:
     def generate(self, prompt: str, *, seed: int = 0) -> RunOutcome:
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
+        check_text(prompt)
         self.require_models()
         record = self.store.new_run(profile=self.profile.name, prompt=prompt)
         self._write_request(record, {"kind": "prompt", "prompt": prompt, "seed": seed})
@@ -234,7 +258,11 @@ class Engine:
 
     def _write_request(self, record: RunRecord, request: dict) -> None:
         extra = {"critique": self.critique_options} if self.critique else {}  # replay compiles the same loop
-        record.write_json("request.json", {**request, "profile": self.profile.name, **extra})
+        try:
+            record.write_json("request.json", {**request, "profile": self.profile.name, **extra})
+        except BaseException as err:
+            _mark_failed(record, err)
+            raise
 
     def _execute(self, record: RunRecord, bp: Blueprint | None, graph: Graph, fresh: bool = True) -> RunOutcome:
         if fresh:
@@ -246,14 +274,18 @@ class Engine:
         executor = Executor(self.registry, self.store, keep_going=self.keep_going, on_event=self.on_event)
         self._attach_recorder(record)
         try:
-            result = executor.run(graph, record)
-        finally:
-            record.close()
-        if any(n.id == "artaug" for n in graph.nodes):
-            from agent.recipes.artaug import record_artaug
+            try:
+                result = executor.run(graph, record)
+            finally:
+                record.close()
+            if any(n.id == "artaug" for n in graph.nodes):
+                from agent.recipes.artaug import record_artaug
 
-            record_artaug(self, record, graph, result)
-        return self._finish(record, result)
+                record_artaug(self, record, graph, result)
+            return self._finish(record, result)
+        except BaseException as err:  # never leave a run 'running' behind an error: say it failed, and why
+            _mark_failed(record, err)
+            raise
 
     def _attach_recorder(self, record: RunRecord) -> None:
         """Tools that talk to a model through the LLM client (the VLM critic) record into this run's llm.jsonl."""
@@ -267,9 +299,7 @@ class Engine:
         image = None
         if isinstance(result.output, dict) and "$artifact" in result.output:
             image = record.dir / "final.png"
-            tmp = record.dir / ".final.png.tmp"
-            shutil.copyfile(self.store.artifact_path(result.output["$artifact"]), tmp)
-            tmp.replace(image)
+            self.store.copy_artifact(result.output["$artifact"], image)
         status = "done" if result.ok else "failed"
         summary = {
             "status": status,
@@ -316,6 +346,22 @@ class Engine:
         }
 
 
+def _mark_failed(record: RunRecord, err: BaseException) -> None:
+    """Record that a run failed, as far as the disk allows (a full disk may refuse status.json, not the index)."""
+    try:
+        record.set_status("failed", error=_one_line(err))
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        try:
+            record.store.update_run(record.id, status="failed")
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 # --- loading user files -------------------------------------------------------------------------------------
 def load_plan_file(path: str | Path) -> Blueprint | Graph:
     """Read a saved blueprint or graph. Untrusted: size, encoding, depth and schema are all checked."""
@@ -336,11 +382,16 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
     if _nesting_depth(text) > MAX_JSON_DEPTH:
         raise UserError(f"{p} is nested deeper than {MAX_JSON_DEPTH} levels; that is not a plan file")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise UserError(f"{p} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except ValueError as err:  # an integer of more than 4300 digits, NaN/Infinity
+        raise UserError(f"{p} is not a usable plan file: {str(err).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise UserError(f"{p} must hold a JSON object (a blueprint or a graph), not {type(data).__name__}")
+    bad = next((v for v in _artifact_names(data) if not is_digest(v)), None)
+    if bad is not None:
+        raise UserError(f"{p}: '$artifact' {str(bad)[:80]!r} is not an artifact hash; artifacts are named by sha256 only")
     try:
         if "nodes" in data:
             return Graph.model_validate(data)
@@ -354,6 +405,21 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
             where = ".".join(str(x) for x in e["loc"])
             raise UserError(f"{p}: invalid graph: {where}: {e['msg']}") from None
         raise
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a plan can use")
+
+
+def _artifact_names(value):
+    if isinstance(value, dict):
+        if "$artifact" in value:
+            yield value["$artifact"]
+        for v in value.values():
+            yield from _artifact_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _artifact_names(v)
 
 
 def _nesting_depth(text: str) -> int:

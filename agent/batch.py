@@ -98,6 +98,8 @@ def load_items(path: str | Path) -> list[BatchItem]:
         if len(files) > MAX_ITEMS:
             raise UserError(f"folder {p} has more than {MAX_ITEMS} plan files; split the batch")
         return [BatchItem(index=i, source=str(f), kind="plan", path=str(f)) for i, f in enumerate(files)]
+    if not p.is_file():  # a pipe or a device would block or never end
+        raise UserError(f"{p} is not a regular file (a pipe, a device?); give a text file of prompts or a folder")
     if p.stat().st_size > MAX_PROMPT_FILE_BYTES:
         raise UserError(f"{p} is larger than {MAX_PROMPT_FILE_BYTES // 1024 // 1024} MiB; split the batch")
     try:

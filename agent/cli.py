@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent.api import Engine, RunOutcome, UserError, load_plan_file
 from agent.blueprint import Blueprint, BlueprintError, json_schema
 from agent.graph import GraphError
 from agent.profiles import ProfileError, load_profiles
+from agent.store import Store, StoreError, default_home
 from planners.base import PlanningError
 from tools.models import ModelNotFound
 
@@ -68,8 +70,10 @@ def user_errors():
     """Turn the errors a user can cause into one line and the right exit code; never a traceback."""
     try:
         yield
-    except (UserError, BlueprintError, GraphError, ProfileError, FileNotFoundError, ModelNotFound) as e:
+    except (UserError, BlueprintError, GraphError, ProfileError, FileNotFoundError, StoreError, ModelNotFound) as e:
         fail(str(e), 2)
+    except sqlite3.DatabaseError as e:  # a read the store did not wrap: still one line, naming the file
+        fail(f"the store's index {default_home() / 'index.sqlite'} is damaged ({e}); `scenewright doctor --repair`", 2)
     except PlanningError as e:
         fail(str(e), 1)
     except KeyboardInterrupt:
@@ -196,8 +200,7 @@ def resume(
 ):
     """Continue a run that crashed or was interrupted; finished nodes are reused from the cache."""
     with user_errors(), progress_events(not as_json) as on_event:
-        engine = Engine("preview", config=config)  # only to reach the store; the run's own profile is used below
-        record = engine.store.open_run(run_id)
+        record = Store().open_run(run_id)  # the run's own profile is used below
         profile = record.read_json("request.json").get("profile", "preview") if record.exists("request.json") else "preview"
         outcome = make_engine(profile, config, keep_going, on_event).resume(run_id)
     report(outcome, as_json, out)
@@ -207,7 +210,7 @@ def resume(
 def runs(limit: int = typer.Option(20, min=1, max=10_000), as_json: bool = JsonOpt):
     """List recent runs."""
     with user_errors():
-        rows = Engine("preview").store.list_runs(limit)
+        rows = Store().list_runs(limit)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -222,7 +225,7 @@ def runs(limit: int = typer.Option(20, min=1, max=10_000), as_json: bool = JsonO
 def show(run_id: str = typer.Argument(...), as_json: bool = JsonOpt):
     """Show a run: status, blueprint summary, result and the refinement trace."""
     with user_errors():
-        record = Engine("preview").store.open_run(run_id)
+        record = Store().open_run(run_id)
         info = {
             "run_id": run_id,
             "run_dir": str(record.dir),
@@ -251,7 +254,9 @@ def profiles(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt):
     with user_errors():
         found = load_profiles(config)
     if as_json:
-        print(json.dumps({k: v.model_dump(mode="json") for k, v in found.items()}, indent=2))
+        from agent.store import redact
+
+        print(json.dumps(redact({k: v.model_dump(mode="json") for k, v in found.items()}), indent=2))
         return
     table = Table("profile", "backend", "planner", "description")
     for name, p in sorted(found.items()):
@@ -354,6 +359,8 @@ def chat(
                 if turn.status == "failed":
                     raise typer.Exit(1)
             return
+    if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 reach check_text as surrogates: one line each
+        sys.stdin.reconfigure(errors="surrogateescape")
     interactive = sys.stdin.isatty()
     if interactive:
         err.print(CHAT_HELP)
@@ -407,16 +414,17 @@ def serve(
     """Serve the HTTP API (OpenAPI at /docs) and the chat web page."""
     import uvicorn
 
+    from agent.http_guard import GuardedH11Protocol
     from agent.server import create_app, resolve_token
 
     with user_errors():
         need = resolve_token(host, token)
         engine = make_engine(profile, config, False, None)
-        application = create_app(engine, token=need, max_body=max_body)
+        application = create_app(engine, token=need, max_body=max_body, port=port or None)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
               f" store {engine.store.home}){'  token required' if need else ''}", highlight=False)
-    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False, http=GuardedH11Protocol)
 
 
 @app.command(epilog="Example: scenewright batch prompts.txt --concurrency 4 --out results.jsonl")
@@ -434,6 +442,8 @@ def batch(
         items = load_items(file)
         engine = make_engine(profile, config, False, None)
         target = out or file.with_name(file.name.rstrip("/") + ".results.jsonl")
+        if target.is_dir():
+            raise UserError(f"--out {target} is a folder; give the results file, e.g. {target / 'results.jsonl'}")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             task = bar.add_task("batch", total=len(items))
@@ -525,6 +535,7 @@ def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suit
 
 
 import agent.cli_critique  # noqa: E402,F401  (repaint, distill: ImageRepainter and ArtAug commands)
+import agent.cli_doctor  # noqa: E402,F401  (doctor: check and repair a home)
 
 from agent.cli_library import library_app  # noqa: E402
 from agent.cli_models import models_app  # noqa: E402

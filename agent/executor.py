@@ -5,14 +5,15 @@ How a run goes:
 1. ``validate_graph`` checks the whole graph before any work (tools, versions, references, types, cycles).
 2. A node becomes *ready* when every node it refers to has finished. Its inputs are resolved to their
    encoded form (artifacts by hash), its seed derived from the run seed and its id, and its cache key computed
-   over tool, version, model identity, inputs and seed. A cache hit finishes it at once.
+   over tool, version, model identity, inputs and seed. A cache hit finishes it at once, once the store has
+   verified the artifacts it names (a damaged or missing one makes it a miss: ``cache_invalid``, then it runs).
 3. Ready misses queue per (tool, batch key). Whenever the tool's resource is free, up to ``max_batch`` queued
    nodes go to the tool in one ``run`` call, in a worker thread. Tools on the ``gpu`` resource run one call at
    a time, so while the GPU is busy the next batch fills up; ``cpu`` tools run beside it.
 4. A loop node expands into its body, one iteration at a time (ids ``<loop>.i<k>.<local>``), until its score
    reaches the threshold or its budget ends; it finishes with the best state seen.
 
-Every step is an event (started, finished, cached, failed, skipped, loop_iteration) written to the run record
+Every step is an event (started, finished, cached, cache_invalid, failed, skipped, loop_iteration) written to the run record
 and passed to ``on_event`` (the progress bar, the HTTP event stream).
 """
 
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 from PIL import Image as PILImage
 
 from agent.graph import Graph, LoopNode, ToolNode, derive_seed, iter_refs, parse_ref, validate_graph
-from agent.store import RunRecord, Store, canonical_json, image_digest, sha256_hex
+from agent.store import ArtifactError, RunRecord, Store, canonical_json, image_digest, sha256_hex
 from tools.base import Registry, Tool
 
 
@@ -209,6 +210,8 @@ class Executor:
         self._total += 1
         if self.use_cache:
             hit = self.store.cache_get(key)
+            if hit is not None and not self._hit_intact(node_id, tool.name, key, hit):
+                hit = None  # a damaged or missing artifact: a miss, the node runs again and rewrites it
             if hit is not None:
                 self._cached += 1
                 self._emit({"event": "cached", "node": node_id, "tool": tool.name, "key": key[:16], "outputs": hit})
@@ -218,6 +221,23 @@ class Executor:
             self._emit({"event": "cache_bypass", "node": node_id, "tool": tool.name})
         queue_key = (tool.name, tool.batch_key(inputs))
         self._queues.setdefault(queue_key, deque()).append(_Item(node_id, inputs, key))
+
+    def _hit_intact(self, node_id: str, tool: str, key: str, outputs: dict) -> bool:
+        """Accept a cache hit only if every artifact it names is on disk with the pixels its hash says (the store
+        verifies; images already in memory were made or checked by this process). Otherwise one
+        ``cache_invalid`` event, and the hit is refused."""
+        for digest in _artifact_digests(outputs):
+            if digest in self._unwritten or digest in self._images:
+                continue
+            try:
+                image = self.store.check_artifact(digest)
+            except (ArtifactError, ValueError) as err:
+                self._emit({"event": "cache_invalid", "node": node_id, "tool": tool, "key": key[:16],
+                            "artifact": str(digest)[:64], "error": str(err)})
+                return False
+            if image is not None:
+                self._remember(digest, image)  # decoded anyway: consumers read it from memory
+        return True
 
     def _dispatch(self) -> set[asyncio.Task]:
         tasks = set()
@@ -505,6 +525,19 @@ def _rewrite(value: Any, prefix: str, local: set[str], state: dict) -> Any:
     if isinstance(value, list):
         return [_rewrite(v, prefix, local, state) for v in value]
     return value
+
+
+def _artifact_digests(value: Any):
+    """The artifact hashes an encoded value refers to."""
+    if isinstance(value, dict):
+        if "$artifact" in value:
+            yield value["$artifact"]
+        else:
+            for v in value.values():
+                yield from _artifact_digests(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _artifact_digests(v)
 
 
 def _describe(err: BaseException) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 from typing import Annotated, Any, Literal, Union
 
@@ -223,6 +224,14 @@ def validate_graph(graph: Graph, registry: Registry) -> nx.DiGraph:
             score_src = node.update.get(node.score)
             if node.score not in node.state or score_src is None:
                 raise GraphError(f"node '{node.id}': score '{node.score}' must be a state key updated by the body")
+            first = node.state[node.score]
+            if parse_ref(first) is None and (
+                isinstance(first, bool) or not isinstance(first, (int, float)) or not math.isfinite(first)
+            ):
+                raise GraphError(
+                    f"node '{node.id}': the initial score '{node.score}' must be a finite number or a reference,"
+                    f" not {json.dumps(first)[:40]}"
+                )
         for dep in deps:
             dag.add_edge(dep, node.id)
     if not nx.is_directed_acyclic_graph(dag):

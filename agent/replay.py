@@ -33,11 +33,19 @@ A **suite** is a folder that can live in a user's repository::
     cases/<name>/                   request.json blueprint.json graph.json env.json events.jsonl llm.jsonl …
     cases/<name>/artifacts/<sha256>.png     every image the run produced, so the suite needs no run store
     cases/<name>/case.toml          optional [tolerances] for this case only
+
+A suite is untrusted input (it may come from anyone's pull request), so loading one is confined: every
+``$artifact`` a recording names must be a sha256, read only from the case's ``artifacts/`` (or the local store) and
+checked against its pixels; files are regular files inside the case folder (no symlinks out); a ``load_image`` node
+may only read a file inside its case folder; the case replays on the *local* profile of the recorded name (or
+``--profile``), never on the endpoints, keys or model paths in the suite's ``env.json``; and a node that fails on
+replay is a divergence, never a pass.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -59,8 +67,9 @@ from agent.blueprint import BlueprintError, parse_blueprint
 from agent.executor import Executor
 from agent.graph import Graph, GraphError, LoopNode, ToolNode, validate_graph
 from agent.profiles import Profile, ProfileError, get_profile
-from agent.store import Store, canonical_json
+from agent.store import ArtifactError, Store, canonical_json, image_digest, is_digest, redact
 from planners.base import PlanningError
+from tools.critique_tools import MAX_IMAGE_PIXELS
 
 RECORD_FILES = (
     "request.json",
@@ -73,6 +82,7 @@ RECORD_FILES = (
     "result.json",
 )
 SUITE_FILE = "suite.toml"
+INPUTS_DIR = "inputs"  # files the case's load_image nodes read, named by their sha256
 
 
 class Tolerances(BaseModel):
@@ -223,6 +233,7 @@ class _Case:
     dir: Path
     artifacts: Path | None  # a suite case's own artifact folder; None: the store's
     tolerances: Tolerances
+    trusted: bool = False  # a run of the local store; anything else (suites, folders) is confined
 
 
 def _read_tolerances(path: Path, base: Tolerances) -> Tolerances:
@@ -250,12 +261,16 @@ def resolve_target(
             tol = _read_tolerances(path / SUITE_FILE, base) if tolerances is None else base
             folder = path / "cases"
             cases = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+            for p in cases:
+                _confined(p, folder, "suite case")
             if not cases:
                 raise UserError(f"suite {path} has no cases; add one with `scenewright suite add RUN --suite {path}`")
             return path.name, [_case(p, tol) for p in cases], tol
         if _is_record(path):
             suite_tol = _read_tolerances(path.parent.parent / SUITE_FILE, base) if tolerances is None else base
-            return path.name, [_case(path, suite_tol)], suite_tol
+            case = _case(path, suite_tol)
+            case.trusted = path.resolve().parent == store.runs_dir.resolve()  # a run of this store, by its folder
+            return path.name, [case], suite_tol
         raise UserError(f"{path} is neither a run folder (no graph.json) nor a suite (no {SUITE_FILE} or cases/)")
     if path.exists():
         raise UserError(f"{path} is a file; give a run id, a run folder or a suite folder")
@@ -263,7 +278,7 @@ def resolve_target(
         record = store.open_run(target)
     except FileNotFoundError:
         raise UserError(f"no run or suite '{target}': not a folder, and not a run under {store.runs_dir}") from None
-    return target, [_Case(target, record.dir, None, base)], base
+    return target, [_Case(target, record.dir, None, base, trusted=True)], base
 
 
 def _is_record(path: Path) -> bool:
@@ -273,24 +288,49 @@ def _is_record(path: Path) -> bool:
 
 def _case(path: Path, tol: Tolerances) -> _Case:
     artifacts = path / "artifacts"
+    if artifacts.is_dir():
+        _confined(artifacts, path, "artifacts folder")
     return _Case(path.name, path, artifacts if artifacts.is_dir() else None, _read_tolerances(path / "case.toml", tol))
+
+
+def _confined(path: Path, root: Path, what: str) -> Path:
+    """``path`` resolved, which must lie inside ``root`` (resolved): a suite's symlink or ``..`` never leads out."""
+    real, top = path.resolve(), root.resolve()
+    if real != top and top not in real.parents:
+        raise UserError(f"{path}: the {what} leads outside {root} (a symlink or '..'); a suite keeps its files inside")
+    return real
 
 
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise UserError(f"{path} is missing or not valid JSON ({type(err).__name__})") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"{path} is not valid JSON ({str(err).splitlines()[0][:100]})") from None
+
+
+def _read_object(path: Path) -> dict:
+    value = _read_json(path)
+    if not isinstance(value, dict):
+        raise UserError(f"{path} must hold a JSON object, not {type(value).__name__}; the record is damaged")
+    return value
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not UTF-8 text; the record is damaged") from None
+        for line in text.splitlines():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError, ValueError):
+                continue  # a line cut by a crash
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
 
 
@@ -303,11 +343,31 @@ def _recorded_outputs(events: list[dict]) -> tuple[list[str], dict[str, dict], d
                     f"node '{ev.get('node')}' was recorded without its outputs (an older record);"
                     " record the run again to replay it"
                 )
-            if ev["node"] not in outputs:
-                order.append(ev["node"])
-            outputs[ev["node"]] = ev["outputs"]
-            tools[ev["node"]] = ev.get("tool", "")
+            node, outs = ev.get("node"), ev["outputs"]
+            if not isinstance(node, str) or not isinstance(outs, dict):
+                raise UserError(f"events.jsonl: a '{ev['event']}' event without a node id or outputs; the record is damaged")
+            for sha in _artifact_names(outs):
+                if not is_digest(sha):
+                    raise UserError(
+                        f"events.jsonl: node '{node[:80]}' names artifact '{str(sha)[:80]}', which is not a sha256;"
+                        " artifacts are named by their hash only"
+                    )
+            if node not in outputs:
+                order.append(node)
+            outputs[node] = outs
+            tools[node] = str(ev.get("tool", ""))
     return order, outputs, tools
+
+
+def _artifact_names(value: Any):
+    if isinstance(value, dict):
+        if "$artifact" in value:
+            yield value["$artifact"]
+        for v in value.values():
+            yield from _artifact_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _artifact_names(v)
 
 
 # --- comparing -------------------------------------------------------------------------------------------------
@@ -375,18 +435,34 @@ class _Images:
         self.store, self.artifacts = store, artifacts
 
     def path(self, sha: str) -> Path:
+        if not is_digest(sha):
+            raise UserError(f"'{str(sha)[:80]}' is not an artifact hash; artifacts are named by their sha256 only")
         if self.artifacts is not None:
             p = self.artifacts / f"{sha}.png"
+            if p.is_symlink() or (p.exists() and not p.is_file()):
+                raise UserError(f"{p} is not a regular file; a suite keeps its images as plain files")
             if p.exists():
                 return p
         return self.store.artifact_path(sha)
 
     def load(self, sha: str) -> PILImage.Image:
+        """The image, checked against its name (pixels hash to it): a suite's image can't be swapped unnoticed."""
         p = self.path(sha)
-        if not p.exists():
-            raise UserError(f"recorded image {sha[:12]} is missing ({p}); the recording is incomplete")
-        with PILImage.open(p) as im:
-            return im.convert("RGB")
+        if p.parent != self.artifacts:
+            try:
+                return self.store.get_image(sha)
+            except ArtifactError as err:
+                raise UserError(f"recorded image {sha[:12]}: {err}") from None
+        try:
+            with PILImage.open(p) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise UserError(f"{p} is {im.width}x{im.height}, larger than any recorded image can be")
+                image = im.convert("RGB")
+        except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as err:
+            raise UserError(f"recorded image {p} is not a readable PNG ({type(err).__name__})") from None
+        if image_digest(image) != sha:
+            raise UserError(f"recorded image {p} holds other pixels than its name says; the suite is damaged")
+        return image
 
 
 def _is_image(v: Any) -> bool:
@@ -548,6 +624,10 @@ def replay_case(case: _Case, store: Store, profile: str | Profile | None = None)
         _replay_case(case, store, profile, report)
     except (UserError, ProfileError, BlueprintError) as err:
         report.status, report.error = "error", str(err)
+    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as err:  # a record of the wrong shape
+        where = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        report.status = "error"
+        report.error = f"{case.dir}: the record is damaged or of another version ({type(err).__name__}: {where})"
     report.seconds = time.perf_counter() - t0
     if report.status != "error":
         report.status = "fail" if report.diffs else "pass"
@@ -560,22 +640,15 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
     for name in ("events.jsonl",) if rounds else ("graph.json", "events.jsonl"):
         if not (d / name).exists():
             raise UserError(f"{d} has no {name}; it is not a finished run record")
-    request = _read_json(d / "request.json") if (d / "request.json").exists() else {}
-    status = _read_json(d / "status.json").get("status") if (d / "status.json").exists() else "done"
+    for name in RECORD_FILES:
+        if (d / name).exists() and not case.trusted:
+            _confined(d / name, d, name)
+    request = _read_object(d / "request.json") if (d / "request.json").exists() else {}
+    status = _read_object(d / "status.json").get("status") if (d / "status.json").exists() else "done"
     if status != "done":
-        raise UserError(f"run {d.name} did not finish (status '{status}'); only finished runs can be replayed")
-    env = _read_json(d / "env.json") if (d / "env.json").exists() else {}
-    if isinstance(profile, Profile):
-        prof = profile
-    elif profile:
-        prof = get_profile(profile)
-    elif isinstance(env.get("profile"), dict):
-        try:
-            prof = Profile.model_validate(env["profile"])
-        except ValidationError:
-            raise UserError(f"{d / 'env.json'}: the recorded profile is not valid for this version") from None
-    else:
-        prof = get_profile(request.get("profile", "preview"))
+        raise UserError(f"run {d.name} did not finish (status '{str(status)[:40]}'); only finished runs can be replayed")
+    env = _read_object(d / "env.json") if (d / "env.json").exists() else {}
+    prof = _replay_profile(profile, request, env, d, report)
     critique = request.get("critique")  # a --critique run: the ArtAug loop is part of the compiled graph
     engine = Engine(prof, home=store.home, critique=isinstance(critique, dict),
                     critique_options=critique if isinstance(critique, dict) else None)
@@ -587,6 +660,8 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
         graph = Graph.model_validate(_read_json(d / "graph.json"))
     except ValidationError as err:
         raise UserError(f"{d / 'graph.json'} is not a valid graph: {err.errors()[0]['msg']}") from None
+    if not case.trusted:
+        graph = _confine_inputs(graph, d)
     kind = request.get("kind")
 
     # 1. plan again, from the recorded LLM responses
@@ -683,6 +758,8 @@ def _replay_rounds(d: Path, engine: Engine, store: Store, case: _Case, report: C
             graph = Graph.model_validate(_read_json(path))
         except ValidationError as err:
             raise UserError(f"{path} is not a valid graph: {err.errors()[0]['msg']}") from None
+        if not case.trusted:
+            graph = _confine_inputs(graph, d)
         before = len(report.diffs)
         _execute_and_compare(graph, events, engine, store, case, report, old_images, new_images)
         round_name = path.name.split(".")[0]
@@ -778,6 +855,12 @@ def _execute_and_compare(graph: Graph, events: list[dict], engine: Engine, store
     for node in new_outputs:
         if node not in recorded and node not in loops:
             diffs.append(NodeDiff(node, "", "ran on replay but not in the recording (its loop ran longer)"))
+    for node, error in failures.items():  # a failure is a divergence even where the recording says nothing
+        if node not in recorded:
+            diffs.append(NodeDiff(node, "", f"failed on replay: {error}"))
+    for node, error in result.failed.items():
+        if node not in failures and node not in recorded:
+            diffs.append(NodeDiff(node, "", f"failed on replay: {error}"))
     # a diff whose authored node descends from an earlier diverging one is a consequence, not a cause
     seen: set[str] = set()
     for diff in diffs:
@@ -789,6 +872,55 @@ def _execute_and_compare(graph: Graph, events: list[dict], engine: Engine, store
     report.diffs += diffs
     for tool, (was, now) in versions.items():
         report.notes.append(f"{tool}: recorded version {was}, now {now}")
+
+
+def _replay_profile(profile, request: dict, env: dict, d: Path, report: CaseReport) -> Profile:
+    """``--profile``, else the *local* profile of the recorded name. The recorded profile in ``env.json`` is only
+    compared: its endpoints, keys and model paths are never used (a suite's VLM URL would receive every image)."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile:
+        return get_profile(profile)
+    recorded = env.get("profile") if isinstance(env.get("profile"), dict) else {}
+    name = recorded.get("name") or request.get("profile") or "preview"
+    if not isinstance(name, str):
+        raise UserError(f"{d / 'request.json'}: the recorded profile name is not a string; the record is damaged")
+    try:
+        prof = get_profile(name)
+    except ProfileError:
+        raise UserError(
+            f"{d.name} was recorded on profile '{name[:60]}', which this machine does not define; define it in"
+            " $SCENEWRIGHT_HOME/profiles.toml (or SCENEWRIGHT_CONFIG), or replay with --profile NAME"
+        ) from None
+    if recorded.get("models") not in (None, prof.models):
+        report.notes.append(f"profile '{name}': the local models differ from the recorded ones; replaying on the local")
+    return prof
+
+
+def _confine_inputs(graph: Graph, case_dir: Path) -> Graph:
+    """A recorded graph from outside the store reads files only inside its case folder (``load_image`` paths)."""
+
+    def check(n: ToolNode) -> ToolNode:
+        if n.tool != "load_image":
+            return n
+        raw, sha = n.inputs.get("path"), n.inputs.get("sha256")
+        if not isinstance(raw, str):
+            return n  # a reference or a bad literal: validation names it
+        p = Path(raw) if Path(raw).is_absolute() else case_dir / raw
+        if is_digest(sha):  # the copy `suite add` pinned with the case
+            pinned = case_dir / INPUTS_DIR / f"{sha}{Path(raw).suffix.lower()[:8]}"
+            if pinned.is_file():
+                p = pinned
+        real = _confined(p, case_dir, f"image that node '{n.id}' (load_image) reads")
+        return n.model_copy(update={"inputs": {**n.inputs, "path": str(real)}})
+
+    nodes = []
+    for n in graph.nodes:
+        if isinstance(n, LoopNode):
+            nodes.append(n.model_copy(update={"body": [check(b) for b in n.body]}))
+        else:
+            nodes.append(check(n))
+    return graph.model_copy(update={"nodes": nodes})
 
 
 class _NoCacheWrites(Store):
@@ -881,20 +1013,63 @@ def suite_add(
     (tmp / "artifacts").mkdir(parents=True)
     for f in RECORD_FILES:
         if (src / f).exists():
-            shutil.copyfile(src / f, tmp / f)
+            _copy_redacted(src / f, tmp / f)  # records made before redaction may still hold keys
     if (src / "rounds").is_dir():  # a repaint run: its round graphs, blueprints and descriptions
         shutil.copytree(src / "rounds", tmp / "rounds")
     for sha in sorted(shas):
-        p = store.artifact_path(sha)
-        if not p.exists():
+        try:
+            store.copy_artifact(sha, tmp / "artifacts" / f"{sha}.png")  # verified: a suite never pins damage
+        except (ArtifactError, ValueError) as err:
             shutil.rmtree(tmp)
-            raise UserError(f"image {sha[:12]} of run {src.name} is missing from the store; cannot pin it")
-        shutil.copyfile(p, tmp / "artifacts" / f"{sha}.png")
+            raise UserError(f"image {str(sha)[:12]} of run {src.name} cannot be pinned: {err}") from None
+    try:
+        _pin_inputs(Graph.model_validate(_read_json(src / "graph.json")), tmp / INPUTS_DIR)
+    except (UserError, ValidationError) as err:
+        shutil.rmtree(tmp)
+        raise UserError(f"run {src.name} cannot be pinned: {err}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(dest)
     if not (suite / SUITE_FILE).exists():
         (suite / SUITE_FILE).write_text(_suite_toml(Tolerances()), encoding="utf-8")
     return dest
+
+
+def _copy_redacted(src: Path, dest: Path) -> None:
+    """Copy a JSON or JSONL record with its secrets redacted (a suite is meant to be committed)."""
+    text = src.read_text(encoding="utf-8", errors="replace")
+    if src.suffix == ".jsonl":
+        lines = []
+        for line in text.splitlines():
+            try:
+                lines.append(json.dumps(redact(json.loads(line)), sort_keys=True, ensure_ascii=False))
+            except (json.JSONDecodeError, RecursionError, ValueError):
+                continue  # a line cut by a crash
+        dest.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        raise UserError(f"{src} is not valid JSON; the run record is damaged") from None
+    dest.write_text(json.dumps(redact(value), indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _pin_inputs(graph: Graph, folder: Path) -> None:
+    """Copy the files the graph's load_image nodes read into the case (named by their sha256, content checked), so
+    the suite replays on another machine and never needs to read outside its folder."""
+    for n in graph.nodes:
+        for b in n.body if isinstance(n, LoopNode) else [n]:
+            if b.tool != "load_image" or not isinstance(b.inputs.get("path"), str):
+                continue
+            src, sha = Path(b.inputs["path"]), b.inputs.get("sha256")
+            if not is_digest(sha):
+                raise UserError(f"node '{b.id}' (load_image) has no sha256 of its file")
+            if not src.is_file():
+                raise UserError(f"node '{b.id}' reads {src}, which is no longer a file")
+            data = src.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise UserError(f"node '{b.id}' reads {src}, which changed since the run (its sha256 differs)")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{sha}{src.suffix.lower()[:8]}").write_bytes(data)
 
 
 # --- HTML ----------------------------------------------------------------------------------------------------------

@@ -12,17 +12,20 @@ finishes turns a previous process left pending (resumed from their run records),
 Security, in layers:
 
 - bound to 127.0.0.1 by default; binding anywhere else needs a token (``--token`` / ``SCENEWRIGHT_TOKEN``), sent
-  as ``Authorization: Bearer <token>`` (or ``?token=`` where a browser cannot set headers: ``<img>``,
-  ``EventSource``); compared in constant time;
-- without a token, the ``Host`` header must name the loopback (no DNS rebinding from a web page);
-- writes must be ``application/json`` (a cross-site form post cannot be), bodies are capped (1 MiB default);
-- ids are validated by pattern before they touch the file system; artifacts are served only by sha256 name.
+  as ``Authorization: Bearer <token>`` (or ``?token=`` on the image and event-stream GETs only, where a browser
+  cannot set headers: ``<img>``, ``EventSource``); compared in constant time;
+- without a token, the ``Host`` header must be a literal loopback address or ``localhost`` with the server's port
+  (no DNS rebinding from a web page);
+- writes must be ``application/json`` (a cross-site form post cannot be), bodies are capped (1 MiB default) and
+  checked (UTF-8, no NUL or lone surrogates, finite numbers, 64-bit integers); headers have a read deadline;
+  every response carries CSP, nosniff and no-framing headers (all of this: ``agent/http_guard.py``);
+- ids are validated by pattern before they touch the file system; artifacts are served only by sha256 name, and
+  only when their pixels still match it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 import re
@@ -34,15 +37,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api import Engine, UserError
 from agent.blueprint import BlueprintError, parse_blueprint
+from agent.http_guard import Guard, is_loopback
 from agent.sessions import PENDING, ChatSession, Sessions, Turn, check_session_id
+from agent.store import ArtifactError, StoreError
 
 MAX_BODY_BYTES = 1024 * 1024
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+MAX_TURN = 10**9  # a turn index (SQLite integers are 64-bit; larger ones were a 500)
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 WEB_FILES = {
@@ -51,10 +57,6 @@ WEB_FILES = {
     "style.css": "text/css; charset=utf-8",
 }
 STREAM_LIMIT_S = 600.0
-
-
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
 
 
 # --- request and response models (these make the OpenAPI schema) -------------------------------------------------
@@ -80,7 +82,7 @@ class WaitIn(_In):
 
 
 class BranchIn(_In):
-    turn: int = Field(ge=0)
+    turn: int = Field(ge=0, le=MAX_TURN)
     title: Annotated[str, Field(max_length=200)] | None = None
 
 
@@ -164,77 +166,6 @@ class EventsPage(BaseModel):
     events: list[dict]
     next: int
     done: bool
-
-
-# --- the app -----------------------------------------------------------------------------------------------------
-class _Guard:
-    """ASGI middleware: token, Host and content-type checks, and the body size cap, before any route runs."""
-
-    def __init__(self, app, *, token: str | None, max_body: int, check_host: bool):
-        self.app, self.token, self.max_body, self.check_host = app, token, max_body, check_host
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        path = scope.get("path", "")
-        if self.check_host:
-            host = headers.get("host", "")
-            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-            if not is_loopback(name):
-                return await _reject(
-                    send, 421, f"host '{host[:100]}' is not allowed; this server only answers the loopback"
-                )
-        public = path == "/" or path.startswith("/web/") or path == "/favicon.ico"
-        if self.token and not public:
-            auth = headers.get("authorization", "")
-            given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-            if not given:
-                from urllib.parse import parse_qs
-
-                given = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token") or [""])[0]
-            if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
-                return await _reject(send, 401, "missing or wrong token; send 'Authorization: Bearer <token>'")
-        method = scope.get("method", "GET")
-        if method in ("POST", "PUT", "PATCH", "DELETE"):
-            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype != "application/json":
-                return await _reject(send, 415, "send the request body as JSON (Content-Type: application/json)")
-            length = headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body):
-                return await _reject(send, 413, f"the request body is larger than {self.max_body} bytes")
-            body, more = b"", True
-            while more:
-                msg = await receive()
-                if msg["type"] == "http.disconnect":
-                    return
-                body += msg.get("body", b"")
-                more = msg.get("more_body", False)
-                if len(body) > self.max_body:
-                    return await _reject(send, 413, f"the request body is larger than {self.max_body} bytes")
-            sent = False
-
-            async def replay_receive():
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            return await self.app(scope, replay_receive, send)
-        return await self.app(scope, receive, send)
-
-
-async def _reject(send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class Server:
@@ -332,10 +263,12 @@ class Server:
 def _progress(events_path: Path) -> dict:
     done = total = 0
     if events_path.exists():
-        for line in events_path.read_text().splitlines():
+        for line in events_path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 ev = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
+                continue
+            if not isinstance(ev, dict):
                 continue
             kind = ev.get("event")
             if kind == "run_started":
@@ -350,7 +283,7 @@ def _progress(events_path: Path) -> dict:
 def _read_events(path: Path, after: int, limit: int) -> tuple[list[dict], int]:
     events, n = [], 0
     if path.exists():
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:
             for n, line in enumerate(fh, start=1):
                 if n <= after:
                     continue
@@ -358,18 +291,28 @@ def _read_events(path: Path, after: int, limit: int) -> tuple[list[dict], int]:
                     n -= 1
                     break
                 try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
+                    ev = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(ev, dict):
+                    events.append(ev)
                 if len(events) >= limit:
                     break
     return events, max(after, n if events else after)
 
 
+def _read_record(path: Path) -> Any:
+    """A run record file; a damaged one is a StoreError (503 naming the file), never a 500 with a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise StoreError(f"{path} is damaged ({type(err).__name__}); `scenewright doctor` lists damaged records") from None
+
+
 def _run_done(run_dir: Path) -> bool:
     try:
         status = json.loads((run_dir / "status.json").read_text()).get("status")
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError, AttributeError):
         return False
     return status in ("done", "failed")
 
@@ -383,8 +326,10 @@ def create_app(
     max_body: int = MAX_BODY_BYTES,
     check_host: bool | None = None,
     recover: bool = True,
+    port: int | None = None,
 ) -> FastAPI:
-    """The ASGI app. ``check_host`` defaults to on without a token (loopback-only), off with one."""
+    """The ASGI app. ``check_host`` defaults to on without a token (loopback-only), off with one; with ``port``, the
+    Host header must also name that port (see ``agent/http_guard.py``)."""
     engine = engine or Engine(profile, home=home)
     server = Server(engine)
 
@@ -407,6 +352,10 @@ def create_app(
     @app.exception_handler(UserError)
     async def _user_error(request: Request, exc: UserError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError):  # damage or a full disk: the operator's to fix
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     # --- page ------------------------------------------------------------------------------------------------
     web = resources.files("agent").joinpath("web")
@@ -482,7 +431,7 @@ def create_app(
         return server.session_view(new)
 
     @app.get("/api/sessions/{session_id}/turns/{index}", response_model=TurnView)
-    def get_turn(session_id: str, index: int):
+    def get_turn(session_id: str, index: int = FastPath(ge=0, le=MAX_TURN)):
         session = server.session(session_id)
         turn = session.db.turn(session.id, index)
         if turn is None:
@@ -520,8 +469,8 @@ def create_app(
         out: dict[str, Any] = {"run_id": run_id}
         for name in ("status", "request", "result", "blueprint"):
             p = d / f"{name}.json"
-            out[name] = json.loads(p.read_text()) if p.exists() else None
-        if out["result"]:
+            out[name] = _read_record(p) if p.exists() else None
+        if isinstance(out["result"], dict):
             out["result"].pop("image", None)  # a server-side path; clients use the image URL
             sha = out["result"].get("image_sha256")
             out["image_url"] = f"/api/artifacts/{sha}" if sha else None
@@ -560,7 +509,7 @@ def create_app(
                 pos = nxt
                 if not events:
                     if _run_done(d):
-                        status = json.loads((d / "status.json").read_text()).get("status")
+                        status = _read_record(d / "status.json").get("status")
                         yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
                         return
                     await asyncio.sleep(0.1)
@@ -576,16 +525,18 @@ def create_app(
         if not SHA256.match(sha):
             raise HTTPException(400, "artifacts are named by their sha256 (64 lower-case hex digits)")
         p = engine.store.artifact_path(sha)
-        if not p.exists():
-            raise HTTPException(404, f"no artifact {sha[:12]}")
+        try:
+            engine.store.check_artifact(sha)  # never serve a file whose pixels are not what its name says
+        except ArtifactError as err:
+            raise HTTPException(404, f"no artifact {sha[:12]}" + ("" if err.reason == "is missing" else f": {err.reason}"))
         return FileResponse(p, media_type="image/png", headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
     return _GuardedApp(
-        app, token=token, max_body=max_body, check_host=(token is None) if check_host is None else check_host
+        app, token=token, max_body=max_body, check_host=(token is None) if check_host is None else check_host, port=port
     )
 
 
-class _GuardedApp(_Guard):
+class _GuardedApp(Guard):
     """The FastAPI app behind the guard; attribute access (``.state``, ``.openapi()``…) goes to the app."""
 
     def __getattr__(self, name):

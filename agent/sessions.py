@@ -43,11 +43,11 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from agent.api import Engine, RunOutcome, UserError
+from agent.api import Engine, RunOutcome, UserError, check_text
 from agent.blueprint import Blueprint, BlueprintError
 from agent.edits import EditError, EditPlan, SceneState, apply_edits, parse_edit_plan
 from agent.graph import Graph, LoopNode, ToolNode
-from agent.store import RunRecord
+from agent.store import RunRecord, StoreError, _sqlite_errors, connect_index
 from planners.base import PlanningError
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")
@@ -142,7 +142,13 @@ _JSON_COLS = {"state", "scene", "ops", "changes", "reran", "cached", "result"}
 def _turn_from_row(row: tuple) -> Turn:
     d = dict(zip(_ROW, row))
     for k in _JSON_COLS:
-        d[k] = json.loads(d[k]) if d[k] else None
+        try:
+            d[k] = json.loads(d[k]) if d[k] else None
+        except (TypeError, ValueError, RecursionError):
+            raise StoreError(
+                f"turn {d.get('idx')} of session {d.get('session_id')} is damaged in index.sqlite (column {k});"
+                " branch from an earlier turn, or `scenewright doctor` to check the store"
+            ) from None
     return Turn(
         session_id=d["session_id"],
         index=d["idx"],
@@ -171,26 +177,33 @@ class SessionDB:
     def __init__(self, home):
         self.path = home / "index.sqlite"
         self._local = threading.local()
-        self.conn().executescript(_SCHEMA)
+        self.empty = False  # a read-only home that never held a session: nothing to list, nothing to open
+        try:
+            with _sqlite_errors(self.path):
+                self.conn().executescript(_SCHEMA)
+        except StoreError as err:
+            if "read-only" not in str(err):
+                raise
+            self.empty = not self.conn().execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
+            ).fetchone()
 
     def conn(self) -> sqlite3.Connection:
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = c
+            c = self._local.conn = connect_index(self.path)  # damage, a read-only disk: one StoreError line
         return c
 
     def tx(self, sql: str, params: tuple = ()) -> None:
         c = self.conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            c.execute(sql, params)
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+        with _sqlite_errors(self.path):
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(sql, params)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
 
     def create_session(self, session_id: str, title: str, profile: str, parent: tuple[str, int] | None = None) -> None:
         now = _now()
@@ -201,6 +214,8 @@ class SessionDB:
         )
 
     def session(self, session_id: str) -> dict | None:
+        if self.empty:
+            return None
         cur = self.conn().execute(
             "SELECT session_id, created, updated, title, profile, parent_session, parent_turn FROM sessions"
             " WHERE session_id = ?",
@@ -210,6 +225,8 @@ class SessionDB:
         return dict(zip([c[0] for c in cur.description], row)) if row else None
 
     def sessions(self, limit: int = 100) -> list[dict]:
+        if self.empty:
+            return []
         cur = self.conn().execute(
             "SELECT s.session_id, s.created, s.updated, s.title, s.profile, s.parent_session, s.parent_turn,"
             " (SELECT COUNT(*) FROM session_turns t WHERE t.session_id = s.session_id) AS turns"
@@ -483,6 +500,7 @@ class ChatSession:
             raise UserError("the message is empty; say what to change, e.g. 'make the cat bigger'")
         if len(message) > MAX_MESSAGE_CHARS:
             raise UserError(f"the message is longer than {MAX_MESSAGE_CHARS} characters; describe one change at a time")
+        check_text(message, "the message")
         return self.db.add_turn(Turn(session_id=self.id, index=-1, kind="edit", message=message, status="queued"))
 
     def process(self, index: int, on_event=None) -> Turn:
@@ -680,6 +698,7 @@ class Sessions:
                 raise UserError("the prompt is empty; describe the image you want")
             if len(prompt) > 8000:
                 raise UserError("the prompt is longer than 8000 characters")
+            check_text(prompt)
         if not 0 <= seed <= 2**32 - 1:
             raise UserError(f"seed {seed} is out of range 0..{2**32 - 1}")
         text = prompt if prompt is not None else (blueprint.prompt or "blueprint")

@@ -70,6 +70,7 @@ def hub(hub_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("SCENEWRIGHT_CONVERTED", str(tmp_path / "converted"))
     config = tmp_path / "profiles.toml"
     config.write_text(CPU_PROFILES)
+    monkeypatch.setenv("SCENEWRIGHT_CONFIG", str(config))  # replay finds the recorded profile by name
     return config
 
 

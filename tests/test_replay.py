@@ -186,10 +186,11 @@ def test_clip_similarity_where_available(tmp_path):
 
 
 # --- runs a user actually makes: other canvas sizes, repaint, a critique whose VLM is gone -------------------------
-def test_a_256px_prompt_run_replays_clean(home, tmp_path):
+def test_a_256px_prompt_run_replays_clean(home, tmp_path, monkeypatch):
     """Replay re-plans on the run's canvas: a 256-px profile (every sdxl run is 1024) is no false regression."""
     config = tmp_path / "p.toml"
     config.write_text('[profiles.small]\nbackend = "preview"\nwidth = 256\nheight = 256\n')
+    monkeypatch.setenv("SCENEWRIGHT_CONFIG", str(config))
     r = cli("generate", "a red cube left of a blue sphere", "--profile", "small", "--config", str(config), "--json")
     assert r.exit_code == 0, r.output
     run_id = json.loads(r.stdout)["run_id"]
@@ -262,11 +263,12 @@ class _VLMServer:
         self.httpd.server_close()
 
 
-def test_a_critique_run_replays_from_its_recording_with_the_vlm_gone(home, tmp_path):
+def test_a_critique_run_replays_from_its_recording_with_the_vlm_gone(home, tmp_path, monkeypatch):
     server = _VLMServer()
     config = tmp_path / "p.toml"
     config.write_text(f'[profiles.critic]\nbackend = "preview"\n'
                       f'vlm = {{ kind = "vllm-server", url = "{server.url}", model = "tiny-vlm", repairs = 0 }}\n')
+    monkeypatch.setenv("SCENEWRIGHT_CONFIG", str(config))
     try:
         r = cli("generate", "a red apple on a red table, red wall", "--profile", "critic", "--config", str(config),
                 "--critique", "--critique-rounds", "2", "--json")

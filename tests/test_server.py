@@ -152,7 +152,7 @@ def test_token(home):
         assert c.get("/api/sessions").status_code == 401
         assert c.get("/api/sessions", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/sessions", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-        assert c.get("/api/sessions", params={"token": TOKEN}).status_code == 200
+        assert c.get("/api/sessions", params={"token": TOKEN}).status_code == 401  # ?token= only on images, streams
         assert c.get("/openapi.json").status_code == 401
         assert c.get("/").status_code == 200  # the page itself holds no data; it asks for the token
 

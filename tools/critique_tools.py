@@ -1,6 +1,7 @@
 """Plumbing tools of the critique loops (ImageRepainter, ArtAug) and the factory that fills their roles.
 
-- ``load_image``: a file into a graph (``sha256`` of the file is an input, so the cache follows the content).
+- ``load_image``: a file into a graph. The ``sha256`` of the file is a required input, so the cache key follows
+  the content, and the tool checks the file still has it (a changed file fails the node: plan again).
 - ``select_best``: the best-scoring image of a list (ImageRepainter's per-round selection).
 - ``apply_suggestions``: ArtAug's edit step, composed of the profile's own ``image_to_image`` (global suggestions,
   appended to the prompt) and ``regional_repaint`` (one call per box suggestion) tools. It is a tool made of
@@ -16,6 +17,8 @@ the CLIP aesthetic predictor when ``models`` has ``aesthetic``; the preview stan
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -35,17 +38,27 @@ from tools.roles import (
 )
 
 MAX_IMAGE_PIXELS = 64_000_000
+MAX_IMAGE_FILE_BYTES = 256 * 1024 * 1024
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open an image file as RGB, with one-line errors a user can act on (ValueError)."""
+def open_image(path: str | Path, sha256: str | None = None) -> Image.Image:
+    """Open an image file as RGB, with one-line errors a user can act on (ValueError). With ``sha256``, the file's
+    bytes must hash to it (read once, so what is checked is what is decoded)."""
     p = Path(path)
     if not p.exists():
         raise ValueError(f"image file {p} does not exist")
     if not p.is_file():
         raise ValueError(f"{p} is not a file; give a PNG or JPEG image")
+    source: Path | io.BytesIO = p
+    if sha256 is not None:
+        if p.stat().st_size > MAX_IMAGE_FILE_BYTES:
+            raise ValueError(f"{p} is larger than {MAX_IMAGE_FILE_BYTES >> 20} MiB; give a PNG or JPEG image")
+        data = p.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError(f"{p} changed since it was planned (its sha256 is not {sha256[:12]}…); plan again")
+        source = io.BytesIO(data)
     try:
-        with Image.open(p) as im:
+        with Image.open(source) as im:
             if im.width * im.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"{p} is {im.width}x{im.height}: too large (at most {MAX_IMAGE_PIXELS} pixels)")
             im.load()
@@ -64,7 +77,7 @@ class LoadImage(Tool):
     def run(self, batch: list[LoadImageIn]) -> list[ImageOut]:
         out = []
         for b in batch:
-            im = open_image(b.path)
+            im = open_image(b.path, b.sha256)
             if b.width and b.height and im.size != (b.width, b.height):
                 im = im.resize((b.width, b.height), Image.Resampling.LANCZOS)
             out.append(ImageOut(image=im))

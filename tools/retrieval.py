@@ -26,9 +26,11 @@ negatives): ``s(c) = rel(q, c) - weight * max(0, cos(E_I(c), E_I(draft)) - margi
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import sqlite3
+import stat
 import threading
 import time
 import zlib
@@ -44,6 +46,9 @@ from tools.roles import RetrieveReferenceIn, RetrieveReferenceOut
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 STATS_DIM = 96
 MAX_CAPTION = 400
+MAX_FILE_BYTES = 64 * 1024 * 1024  # one library image file
+MAX_PIXELS = 64_000_000  # as `repaint` (tools/critique_tools.py): a 140 KB PNG can decode to gigabytes
+KEEP_SIDE = 1024  # what the embedders need at most (CLIP 224 px, stats 32 px): larger decodes are shrunk at once
 
 
 class LibraryError(ValueError):
@@ -364,8 +369,23 @@ class Library:
         return Entry(*r) if r else None
 
     def image(self, entry: Entry) -> Image.Image:
-        with Image.open(self.folder / "images" / entry.file) as im:
+        with Image.open(self.image_path(entry)) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise LibraryError(f"library image {entry.file} is {im.width}x{im.height}, more than {MAX_PIXELS} pixels")
             return im.convert("RGB")
+
+    def image_path(self, entry: Entry) -> Path:
+        """Where an entry's file is: always a plain name inside ``images/`` (the catalogue is data, not trusted:
+        a ``file`` of ``../x`` never leads out of the library)."""
+        folder = (self.folder / "images").resolve()
+        name = str(entry.file or "")
+        path = (folder / name).resolve()
+        if "/" in name or "\\" in name or name in ("", ".", "..") or path.parent != folder:
+            raise LibraryError(
+                f"the catalogue entry {entry.id} names file '{name[:80]}', which is not inside {folder};"
+                " the catalogue is damaged (remove the entry, or rebuild the library)"
+            )
+        return path
 
     # --- add / remove -------------------------------------------------------------------------------------------
     def add(self, paths: list[Path] | Path, batch: int = 64) -> AddReport:
@@ -374,6 +394,8 @@ class Library:
             root = Path(paths)
             if not root.exists():
                 raise LibraryError(f"{root} does not exist")
+            if not root.is_dir() and not root.is_file():
+                raise LibraryError(f"{root} is not a regular file or a folder (a device, a pipe?); give image files")
             files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) \
                 if root.is_dir() else [root]
         else:
@@ -381,51 +403,68 @@ class Library:
         known = {r[0] for r in self.db.execute("SELECT sha256 FROM images")}
         sidecars: dict[Path, dict[str, str]] = {}
         added, dups, skipped = [], [], []
-        pending: list[tuple[Path, str, bytes, Image.Image, str]] = []
+        pending: list[tuple[Path, str, str, Image.Image, tuple[int, int], str]] = []  # decoded images: shrunk
 
         def flush():
             if not pending:
                 return
-            vecs = self.embedder.embed_images([p[3] for p in pending], [p[4] for p in pending])
+            vecs = self.embedder.embed_images([p[3] for p in pending], [p[5] for p in pending])
             if not self.db.execute("SELECT 1 FROM meta WHERE key='embedder'").fetchone():
                 self.db.execute("INSERT INTO meta VALUES ('embedder', ?), ('dim', ?)", (self.embedder.id, vecs.shape[1]))
             ids = []
-            for (path, sha, data, im, caption) in pending:
-                name = f"{sha[:32]}{path.suffix.lower()}"
-                (self.folder / "images" / name).write_bytes(data)
+            for (path, sha, name, im, (w, h), caption) in pending:
                 cur = self.db.execute(
                     "INSERT INTO images (sha256, file, source, caption, width, height, added) VALUES (?,?,?,?,?,?,?)",
-                    (sha, name, str(path.resolve()), caption, im.width, im.height, time.time()))
+                    (sha, name, str(path.resolve()), caption, w, h, time.time()))
                 ids.append(cur.lastrowid)
-                added.append(Entry(cur.lastrowid, sha, name, str(path.resolve()), caption, im.width, im.height))
+                added.append(Entry(cur.lastrowid, sha, name, str(path.resolve()), caption, w, h))
             self.index.add(np.asarray(ids), vecs)
             pending.clear()
 
         with self.db:  # one transaction: the catalogue and the index file change together
             for path in files:
                 try:
-                    data = path.read_bytes()
+                    st = path.stat()
+                    if not stat.S_ISREG(st.st_mode):
+                        skipped.append(f"{path}: not a regular file (a device, a pipe?)")
+                        continue
+                    if st.st_size > MAX_FILE_BYTES:
+                        skipped.append(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB")
+                        continue
+                    with open(path, "rb") as fh:
+                        data = fh.read(MAX_FILE_BYTES + 1)
                 except OSError as err:
                     skipped.append(f"{path}: cannot read ({err.strerror or err})")
+                    continue
+                if len(data) > MAX_FILE_BYTES:  # it grew while we looked
+                    skipped.append(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB")
                     continue
                 sha = hashlib.sha256(data).hexdigest()
                 if sha in known:
                     dups.append(str(path))
                     continue
                 try:
-                    import io
-
                     with Image.open(io.BytesIO(data)) as probe:
+                        size = probe.size
+                        if size[0] * size[1] > MAX_PIXELS:
+                            skipped.append(f"{path}: {size[0]}x{size[1]} is more than {MAX_PIXELS} pixels")
+                            continue
                         probe.verify()
                     with Image.open(io.BytesIO(data)) as im:
+                        im.draft("RGB", (KEEP_SIDE, KEEP_SIDE))  # JPEG: decode at a reduced scale
                         im = im.convert("RGB")
+                    if max(im.size) > KEEP_SIDE:
+                        im.thumbnail((KEEP_SIDE, KEEP_SIDE), Image.Resampling.BOX)
                 except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
                     skipped.append(f"{path}: not a readable image ({type(err).__name__})")
                     continue
                 if path.parent not in sidecars:
                     sidecars[path.parent] = _captions_for(path.parent)
                 known.add(sha)
-                pending.append((path, sha, data, im, _own_caption(path, sidecars[path.parent])))
+                name = f"{sha[:32]}{path.suffix.lower()}"
+                (self.folder / "images" / name).write_bytes(data)  # now: only the shrunk image waits for the batch
+                del data
+                pending.append((path, sha, name, im, size, _own_caption(path, sidecars[path.parent])))
                 if len(pending) >= batch:
                     flush()
             flush()
@@ -449,12 +488,19 @@ class Library:
         rows = [r for r in rows if r]
         if not rows:
             raise LibraryError(f"nothing in the library matches '{key}' (give an id, a sha256 prefix or a path)")
+        files = []
+        for r in rows:
+            try:
+                files.append(self.image_path(r))
+            except LibraryError:
+                files.append(None)  # a damaged entry: drop it from the catalogue, delete nothing
         with self.db:
             self.db.executemany("DELETE FROM images WHERE id=?", [(r.id,) for r in rows])
             self.index.remove([r.id for r in rows])
             self.index.save(self.folder)
-        for r in rows:
-            (self.folder / "images" / r.file).unlink(missing_ok=True)
+        for f in files:
+            if f is not None:
+                f.unlink(missing_ok=True)
         return rows
 
     # --- search ---------------------------------------------------------------------------------------------------
@@ -557,9 +603,14 @@ def library_tools(profile, folder: Path | None) -> list[Tool]:
         return []
     try:
         lib = Library(folder, embedder_for(profile))
+        return [RetrieveReference(lib)] if len(lib) else []
     except LibraryError:
         return []
-    return [RetrieveReference(lib)] if len(lib) else []
+    except sqlite3.DatabaseError as err:  # a damaged catalogue: one line naming it, not a traceback in every run
+        raise LibraryError(
+            f"the library catalogue {Path(folder) / 'catalog.sqlite'} is damaged ({err}); move {folder} aside"
+            " (or set SCENEWRIGHT_LIBRARY to another folder) and rebuild it with `scenewright library add`"
+        ) from None
 
 
 __all__ = [

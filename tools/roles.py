@@ -139,7 +139,7 @@ class CritiqueOut(ToolModel):
 # --- load_image: bring a file into a graph (``sha256`` makes the cache key follow the file's content) -----------
 class LoadImageIn(ToolModel):
     path: str
-    sha256: str = ""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # of the file's bytes: the cache key follows the content
     width: int = Field(0, ge=0, le=4096)  # 0 keeps the file's size
     height: int = Field(0, ge=0, le=4096)
 

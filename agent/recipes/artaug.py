@@ -25,7 +25,6 @@ not rise") rather than ending the loop: a LoopNode's only stopping rules are its
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -152,7 +151,7 @@ def record_artaug(engine, record, graph: Graph, result) -> None:
             digest = p[side]["$artifact"]
             target = root / "images" / f"{digest}.png"
             if not target.exists():
-                shutil.copyfile(engine.store.artifact_path(digest), target)
+                engine.store.copy_artifact(digest, target)
             names[side] = f"images/{digest}.png"
         row = {"run_id": record.id, "round": p["round"], "prompt": prompt, "edit_prompt": p["edit_prompt"],
                "suggestions": p["suggestions"], "profile": engine.profile.name, "time": round(time.time(), 3), **names}
