@@ -99,7 +99,7 @@ def test_random_plan_and_graph_files_never_crash(home_env, plan):
 @given(raw=st.binary(min_size=1, max_size=120))
 def test_random_prompt_bytes_never_crash(home_env, raw):
     text = raw.decode("utf-8", errors="surrogateescape")  # what Python makes of argv bytes (PEP 383)
-    res = cli("plan", text, "--json")
+    res = cli("plan", "--json", "--", text)  # after "--": a prompt starting with "-" is a prompt, not an option
     assert res.exit_code in (0, 1, 2), res.output
     if res.exit_code == 0:
         json.loads(res.stdout)  # a blueprint
