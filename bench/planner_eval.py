@@ -19,7 +19,8 @@ complete, so anything else the plan draws counts as an extra). Scores:
   A's centre below B's and A visible: not wholly inside B's box, or painted after B. region low/top/wall: the
   centre in the lower half, the upper half, or the box reaching the upper half.
 * absent: objects named like an ``absent`` noun (a prose word, a negated thing, a repeat made new).
-* extras per prompt (dense cases): predicted instances that match no gold noun, plus any beyond a gold count.
+* extras: predicted instances that match no gold noun, plus any beyond a gold count (per prompt on dense cases;
+  per class the total, since every case lists all the objects its prompt asks for).
 """
 
 from __future__ import annotations
@@ -166,13 +167,14 @@ def by_class(result: dict) -> dict[int, dict]:
         if c["class"] is None:
             continue
         r = rows.setdefault(c["class"], {"cases": 0, "passed": 0, "objects": [0, 0], "texts": [0, 0],
-                                         "relations": [0, 0], "own_axis": [0, 0], "wrong": 0})
+                                         "relations": [0, 0], "own_axis": [0, 0], "wrong": 0, "extras": 0})
         r["cases"] += 1
         r["passed"] += c["pass"]
         for k in ("objects", "texts", "relations", "own_axis"):
             r[k][0] += c[k][0]
             r[k][1] += c[k][1]
         r["wrong"] += len(c["invented_texts"]) + len(c["absent_found"])
+        r["extras"] += c["extras"]
     return dict(sorted(rows.items()))
 
 
@@ -225,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  on its own axis: {result['own_axis_accuracy']:.3f}  ({t['own_axis'][0]}/{t['own_axis'][1]})")
     print(f"invented texts:    {result['invented_texts']}   prose/absent things drawn: {result['absent_found']}")
     if classes:
-        print(f"\n{'class':<40} {'cases':>5} {'pass':>5}  {'objects':<14} {'relations':<14} {'axis':<14} wrong")
+        print(f"\n{'class':<40} {'cases':>5} {'pass':>5}  {'objects':<14} {'relations':<14} {'axis':<14} wrong extra")
         for k, r in classes.items():
             print(f"{k} {CLASSES.get(k, '')[:38]:<38} {r['cases']:>5} {r['passed']:>5}  {_fraction(r['objects']):<14} "
-                  f"{_fraction(r['relations']):<14} {_fraction(r['own_axis']):<14} {r['wrong']}")
+                  f"{_fraction(r['relations']):<14} {_fraction(r['own_axis']):<14} {r['wrong']:>5} {r['extras']:>5}")
     if dense:
         print(f"\ndense prompts: {dense['prompts']}  extras/prompt {dense['extras_per_prompt']:.2f}  "
               f"own-axis relations {_fraction(dense['own_axis'])}  invented texts {dense['invented_texts']}  "

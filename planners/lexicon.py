@@ -161,7 +161,11 @@ NON_OBJECTS = _words(
     part rest half thing things area place spot moment scenery landscape setting environment vibe feel look
     theme palette gradient texture pattern contrast focus depth resolution quality masterpiece art artwork render
     rendering aesthetic aesthetics motion speed light lights smoke steam air wind breeze sound music heat warmth
-    silence darkness one ones other others each name date noise piece slice number destination"""
+    silence darkness one ones other others each name date noise piece slice number destination
+    essence spirit soul hue form sense feeling energy beauty harmony balance solitude wildness calm serenity
+    tranquility tranquillity nostalgia idea concept notion emotion charm elegance grace presence character
+    personality memory symbol aura joy love hope peace chaos simplicity intensity clarity layout arrangement
+    framing spread kind"""
 )
 BACKGROUND_HEADS = _words("background backdrop backgrounds")
 # Settings are never boxed: rooms, surfaces and the sky are where things are, not things.
@@ -181,7 +185,7 @@ SITES = _words(
     supermarket church cathedral temple museum gallery theater theatre cinema hospital school university campus
     cafe restaurant bar market campsite camp pool clearing seaside lakeside riverside waterfront shoreline stage
     dock pier warehouse factory workshop laboratory lab gym hillside mountainside marketplace bazaar fairground
-    boardwalk promenade"""
+    boardwalk promenade bakery diner bistro pub bookstore bookshop pharmacy salon barbershop"""
 )
 # Scenery a prompt mentions in the plural as texture ("stars", "clouds"): background unless counted.
 SCENERY_PLURALS = _words(
@@ -409,7 +413,7 @@ COMPOUNDS = frozenset(alternatives(
 PARTS = _words(
     """chimney chimneys roof wheel wheels shelf shelves side sides top bottom surface edge handle lid leg legs tail
     head face back front base trunk screen corner corners branches page pages spine door doors window windows seat
-    hand hands foot feet"""
+    hand hands foot feet body"""
 )
 WEARABLES = _words(
     """hat cap helmet crown hood glasses sunglasses headband tiara beanie wig mask bandana headphones beret turban
@@ -473,6 +477,44 @@ NOUNS = frozenset().union(
         cube sphere cone cylinder pyramid block blocks dice domino puzzle chessboard pawn rook bishop"""
     ),
 )
+
+
+# Things sold, worn or used by the pair: "a pair of gloves" is one object named in the plural, not two gloves.
+PAIRED = _words(
+    """gloves mittens boots shoes sneakers socks slippers sandals stockings earrings skis chopsticks cufflinks
+    skates heels loafers clogs flip-flops"""
+)
+# Colour and material words that also name a thing: at the end of a phrase they are its noun ("an orange orange",
+# "a single rose", "a heavy brick"), before another noun a modifier ("an orange cat").
+THING_WORDS = _words(
+    """orange lime cherry plum peach rose lavender olive violet ruby coral amber pearl jade emerald sapphire
+    chocolate brick stone glass crystal marble canvas straw ivory"""
+)
+# Words that, with "the", mean whatever was named last: "a paper airplane, the figure is tilted upwards".
+GENERIC = _words("figure subject object item creature")
+# General words that refer back to a more specific thing mentioned before: "a golden retriever ... the dog".
+KINDS: dict[str, frozenset[str]] = {
+    "vehicle": _words("car taxi cab bus truck van jeep suv limousine tractor pickup motorcycle scooter bicycle"),
+    "car": _words("taxi cab jeep suv limousine sedan convertible coupe"),
+    "truck": _words("pickup lorry"),
+    "animal": _words(
+        """dog puppy cat kitten horse pony cow sheep goat pig fox wolf bear lion tiger elephant giraffe zebra deer
+        rabbit squirrel monkey retriever poodle terrier stallion mare foal hedgehog"""
+    ),
+    "dog": _words("puppy retriever poodle terrier labrador beagle bulldog spaniel collie dachshund husky corgi"),
+    "cat": _words("kitten tabby"),
+    "horse": _words("stallion mare foal pony"),
+    "bird": _words(
+        """sparrow robin eagle hawk falcon owl parrot pigeon crow raven seagull gull swan duck goose penguin
+        flamingo peacock hummingbird finch canary jay swallow"""
+    ),
+    "flower": _words("rose tulip daisy lily orchid sunflower violet poppy peony"),
+    "fruit": _words("apple pear orange lemon lime banana peach plum cherry mango"),
+    "cup": _words("mug teacup"),
+    "boat": _words("rowboat sailboat canoe kayak yacht dinghy"),
+    "instrument": _words("guitar violin piano drum trumpet saxophone cello flute"),
+    "tree": _words("oak pine maple birch willow palm"),
+}
 
 
 def verb_form(word: str) -> str:
