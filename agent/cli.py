@@ -521,6 +521,7 @@ def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suit
 
 
 import agent.cli_critique  # noqa: E402,F401  (repaint, distill: ImageRepainter and ArtAug commands)
+import agent.cli_eval  # noqa: E402,F401  (eval: GenEval/LMD-style faithfulness of plans and images)
 
 from agent.cli_library import library_app  # noqa: E402
 
