@@ -290,7 +290,7 @@ class Evaluation:
 
                 image = Image.open(outcome.image).convert("RGB")
         except (PlanningError, UserError, RuntimeError, OSError, ValueError) as e:
-            res.correct, res.error = False, str(e).splitlines()[0][:300]
+            res.correct, res.error = False, (str(e).splitlines() or [type(e).__name__])[0][:300]
             return res
         res.objects = [{"name": o.name, "box": o.box} for o in bp.objects]
         if image is None:
@@ -300,13 +300,19 @@ class Evaluation:
             def text_match(t: str, read: list[str]) -> bool:
                 return t in read
         else:
-            found = self._detect(image, case)
-            texts = self._read_texts(image, bp) if case.texts else []
-            colour_of = self._colour_of(image)
-
             def text_match(t: str, read: list[str]) -> bool:
                 return ned_ok(t, read, self.text_threshold)
-        res.correct, clauses = score_case(case, found, texts, colour_of, text_match)
+
+            colour_of = self._colour_of(image)
+        try:
+            if image is not None:
+                found = self._detect(image, case)
+                texts = self._read_texts(image, bp) if case.texts else []
+            res.correct, clauses = score_case(case, found, texts, colour_of, text_match)
+        except Exception as e:  # noqa: BLE001 - a model failing on one case is that case's error, not the eval's
+            first = (str(e).splitlines() or [""])[0][:240]
+            res.correct, res.error = False, f"scoring failed: {type(e).__name__}: {first}"
+            return res
         res.clauses = [asdict(c) for c in clauses]
         res.found = {k: [asdict(s) for s in v] for k, v in found.items()}
         res.texts_read = texts

@@ -80,6 +80,9 @@ def draw_case(out: Path, r: CaseResult) -> str | None:
         boxes = [(o["name"], o["box"], o["name"]) for o in r.objects]
     else:
         return None
+    if max(im.size) < 256:  # tiny test images: scale up so the labels can be read
+        f = 256 / max(im.size)
+        im = im.resize((round(im.width * f), round(im.height * f)), Image.NEAREST)
     im.thumbnail((384, 384))
     draw = ImageDraw.Draw(im)
     keys = list(dict.fromkeys(b[0] for b in boxes))

@@ -346,6 +346,8 @@ def singular(word: str) -> str:
     if "-" in word:  # "t-shirts", "test-tubes": the last part carries the number
         head, _, tail = word.rpartition("-")
         return f"{head}-{singular(tail)}" if tail else word
+    if word.endswith("is") and word[:-1] in NOUNS:
+        return word[:-1]  # "broccolis", "kiwis": the stem is a known noun, so the -is is a plural
     if word.endswith(SINGULAR_S):
         return word
     if word.endswith("men") and word not in ("ramen", "omen", "specimen", "abdomen", "stamen", "hymen", "amen"):

@@ -84,7 +84,9 @@ class OwlDetector:
         model, proc = self.model()
         im = image.convert("RGB")
         queries = [f"a photo of a {label}" for label in labels]
-        enc = proc(text=[queries], images=im, return_tensors="pt", padding=True, truncation=True)
+        longest = model.config.text_config.max_position_embeddings  # 16 for OWL-ViT and OWLv2
+        enc = proc(text=[queries], images=im, return_tensors="pt", padding="max_length", truncation=True,
+                   max_length=longest)
         device = next(model.parameters()).device
         enc = {k: v.to(device) for k, v in enc.items()}
         enc["pixel_values"] = enc["pixel_values"].to(model.dtype)
