@@ -600,7 +600,7 @@ def _match_phrase(toks: list[Tok], i: int) -> tuple[int, tuple[str, str, bool]] 
 
 def _article_kind(m: Mention) -> str:
     """How a description of one instance starts: names keep their "the"; pair words take none."""
-    if m.head in lx.PAIRED and m.count == 1 and m.head == m.words[-1].lower():
+    if m.count == 1 and m.det.split()[-2:] == ["pair", "of"] and m.head in lx.PAIRED | lx.PLURALIA:
         return "a pair of"
     if m.head in lx.PLURALIA:
         return ""
@@ -667,6 +667,8 @@ class _Phrases:
             k += 1
         if not det_text and (elliptical or not (nested or self._bare_ok(words, toks[i].first))):
             return None
+        if not det_text and i > 0 and toks[i - 1].low in _BE and all(is_adjective(w.lower()) for w in words):
+            return None  # "no people are present": a predicate, not a thing
         if toks[j].first and words[0] == toks[j].text and not all(w[:1].isupper() for w in words):
             words[0] = words[0].lower()  # "Paper lanterns hang ...": a capital that only starts the sentence
         m = self._mention(words, det_text, count, explicit, fresh, toks[i].first)
@@ -779,7 +781,7 @@ class _Phrases:
         if singular_det and lx.is_plural(low) and low not in lx.PLURALIA:
             return True  # "a white coat examines": after "a", a plural-looking word is a verb
         unknown_s = low.endswith("s") and low not in lx.NOUNS and lx.singular(low) not in lx.NOUNS
-        if unknown_s and prev in lx.NOUNS and not lx.is_plural(prev) and (nxt in lx.QUANTIFIERS or nxt in lx.NUMBERS):
+        if unknown_s and (prev in lx.NOUNS or prev in lx.NON_OBJECTS) and not lx.is_plural(prev) and (nxt in lx.QUANTIFIERS or nxt in lx.NUMBERS):
             return True  # "the dog wags its tail": an unknown -s word between a noun and a determiner is its verb
         return low.endswith("ly") and len(low) > 4 and low not in lx.ADVERB_OK
 
@@ -803,13 +805,14 @@ class _Phrases:
             or (head_raw.isdigit() and len(words) > 1 and words[-2][:1].isupper())
         ) and not all(w.isupper() and len(w) > 1 for w in capitals)
         plural = lx.is_plural(head_low) and not proper
-        if head_low == "glasses":  # eyewear, unless counted like drinking glasses
+        pair = det.split()[-2:] == ["pair", "of"]
+        if pair and (head_low in lx.PLURALIA or head_low in lx.PAIRED):
+            plural, head, count = False, head_low, 1  # "a pair of gloves", "a pair of pliers": one thing
+        elif head_low == "glasses":  # eyewear, unless counted like drinking glasses
             plural = bool(explicit and (count or 1) > 1)
             head = "glass" if plural else "glasses"
         elif head_low in lx.PLURALIA:
             plural, head = bool(explicit and (count or 1) > 1), head_low
-        elif head_low in lx.PAIRED and det.split()[-2:] == ["pair", "of"]:
-            plural, head, count = False, head_low, 1  # "a pair of gloves" is one thing
         else:
             head = head_raw if proper else lx.singular(head_low)
         if count is None or (det in ("a", "an", "another", "this", "every", "each") and not explicit):
@@ -1194,6 +1197,9 @@ class _Reader:
         if m.anaphor:
             m.role = "drop"  # "the one" with nothing counted before it
             return
+        if m.definite and m.head.lower() in lx.FEATURES and self.mentioned:
+            m.role = "drop"  # "a kite, the tail is angled downwards": a part of what is there, not a new thing
+            return
         count = m.count
         owner_count = groups[m.owner.target.group].count if m.owner is not None and m.owner.target is not None else 1
         each = m.each or (m.owner is not None and m.owner.det in ("each", "every"))  # "each cat has a bell"
@@ -1249,6 +1255,8 @@ class _Reader:
         candidates = self._lookup(keys)
         if not candidates and m.definite:  # "a golden retriever ... the dog", "a car ... the vehicle"
             candidates = self._lookup(["l:" + k for k in sorted(lx.KINDS.get(head, ()))])
+        if not candidates and m.definite:  # "a horse ... the stallion": a more specific word for a thing there
+            candidates = self._lookup(["l:" + k for k in sorted(lx.KIND_OF.get(head, ()))])
         if not candidates and m.definite and len(m.words) > 1:  # "the mushroom cap": a part of a thing there
             candidates = self._lookup(["l:" + m.words[-2].lower()])
         colours = {w.lower() for w in m.words if w.lower() in lx.COLOURS}

@@ -83,7 +83,7 @@ ADJECTIVES = _words(
     miniature fake real true blank empty-handed extra whole various assorted matching identical different another
     bearded bald curly straight wavy long-haired short-haired freckled masked hooded caped armored armoured
     winged horned tailed one-eyed three-legged snow-capped sun-drenched rain-soaked steamy frosted iced sugary
-    chocolate vanilla beloved favorite favourite lucky mighty noble royal
+    chocolate vanilla beloved favorite favourite lucky mighty noble royal present absent
     sunken regal humble sturdy fragile delicate enormous vast endless lush barren dense sparse overgrown wilted blooming
     blossoming flowering fruiting ripe unripe raw cooked steaming boiling sizzling"""
 )
@@ -173,7 +173,8 @@ SETTINGS = _words(
     """kitchen bedroom bathroom room office classroom library interior exterior lobby hallway corridor attic
     basement garage studio sky skies space universe galaxy cosmos water waters sea ocean ground floor wall walls
     ceiling grass lawn snow sand surface underwater void abyss outdoors indoors landscape scenery cityscape skyline
-    horizon world air darkness setting environment countryside wilderness sidewalk pavement"""
+    horizon world air darkness setting environment countryside wilderness sidewalk pavement picnic party
+    festival celebration ceremony parade concert carnival"""
 )
 # Sites are the setting when something is in/on/at them, and a boxed thing when placed or counted.
 SITES = _words(
@@ -202,7 +203,7 @@ FEATURES = _words(
     feathers scales mane smile face freckles tattoo tattoos legs arms paws claws teeth petals fins pattern patterns
     design print frosting icing sprinkles toppings glaze decorations trim border lettering logo markings expression
     whiskers spikes tentacles bangs braids ponytail makeup lipstick scar scars wrinkles muscles skin shell tier
-    tiers layer layers ribbon bow"""
+    tiers layer layers ribbon bow dent dents scratch scratches crack cracks stain stains chip chips"""
 )
 TEXT_CARRIERS = _words(
     """sign signboard banner poster board billboard label book cover shirt t-shirt tshirt mug cake card note letter
@@ -516,6 +517,13 @@ KINDS: dict[str, frozenset[str]] = {
     "boat": _words("rowboat sailboat canoe kayak yacht dinghy"),
     "instrument": _words("guitar violin piano drum trumpet saxophone cello flute"),
     "tree": _words("oak pine maple birch willow palm"),
+}
+
+
+# The reverse: the general words each specific one falls under ("stallion" -> horse, animal).
+KIND_OF: dict[str, frozenset[str]] = {
+    word: frozenset(k for k, members in KINDS.items() if word in members)
+    for word in frozenset().union(*KINDS.values())
 }
 
 

@@ -206,3 +206,19 @@ def test_reading_is_linear_in_the_number_of_mentions():
     assert len(reader.mentioned) <= 2
     assert all(len(v) <= 1200 for v in reader.by_key.values())
     assert len(reader.relation_keys) == len(reader.scene.relations)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("a pair of pliers on a bench", ["bench", "pliers"]),
+        ("A black horse in a field. The stallion looks up.", ["horse"]),
+        ("A blue truck near a barn. The truck has a dent.", ["barn", "truck"]),
+        ("a cozy room with a lamp; no people are present", ["lamp"]),
+        ("A summer picnic in a park with a red blanket.", ["blanket"]),
+        ("a kite, the tail is angled downwards", ["kite"]),
+        ("four broccolis", ["broccoli 1", "broccoli 2", "broccoli 3", "broccoli 4"]),
+    ],
+)
+def test_more_prose_that_is_not_a_new_thing(prompt, expected):
+    assert names(plan(prompt)) == expected
