@@ -50,7 +50,10 @@ def eval_cmd(
             raise UserError("--objects goes with --lmd")
         cases = lmd_suite(read_objects(objects) if objects else None, per_category, seed) if lmd else load_suite(suite)
         if write_suite:
-            write_jsonl(cases, write_suite)
+            try:
+                write_jsonl(cases, write_suite)
+            except OSError as e:
+                raise UserError(f"cannot write the suite to {write_suite}: {e.strerror or e}") from None
         engine = make_engine(profile, config, False, None, planner, url, llm)
         detector, colours = (None, None) if plans_only else build_scorers(engine.profile, threshold=threshold,
                                                                            overlap=nms)
@@ -61,8 +64,11 @@ def eval_cmd(
                 mark = {True: "pass", False: "FAIL", None: "unjudged"}[r.correct]
                 err.print(f"{mark:>8} {r.id} {r.prompt[:60]}", highlight=False, markup=False)
 
-        summary = Evaluation(engine, cases, out, plans_only=plans_only, seed=seed, detector=detector,
-                             colours=colours, text_threshold=text_threshold, on_case=on_case, suite=name).run(fresh)
+        try:
+            summary = Evaluation(engine, cases, out, plans_only=plans_only, seed=seed, detector=detector,
+                                 colours=colours, text_threshold=text_threshold, on_case=on_case, suite=name).run(fresh)
+        except OSError as e:  # an --out that cannot be written: one line, and the finished cases stay on disk
+            raise UserError(f"cannot write {e.filename or out}: {e.strerror or e}") from None
     if as_json:
         print(json.dumps({k: v for k, v in summary.items() if k != "results"}, indent=2))
     else:

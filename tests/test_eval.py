@@ -298,6 +298,7 @@ def test_cli_eval_plans_only_on_the_lmd_suite(tmp_path, monkeypatch):
         (["eval", "--plans-only"], "give a suite file or --lmd"),
         (["eval", "missing.jsonl", "--plans-only"], "does not exist"),
         (["eval", "--lmd"], "names no detector"),
+        (["eval", "--lmd", "--plans-only", "--per-category", "1", "--write-suite", "."], "cannot write the suite"),
     ],
 )
 def test_cli_eval_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
