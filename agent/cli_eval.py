@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from agent.cli import ConfigOpt, JsonOpt, ModelOpt, PlannerOpt, ProfileOpt, SeedOpt, UrlOpt, app, err, make_engine, user_errors
+from agent.cli import (ConfigOpt, JsonOpt, ModelOpt, PlannerOpt, ProfileOpt, SeedOpt, UrlOpt, app, err, make_engine,
+                       user_errors)
 
 EVAL_HELP = """Suites: a GenEval evaluation_metadata.jsonl (or any JSONL of clauses), a JSONL of
 {prompt, objects, texts, relations}, or --lmd for the negation/numeracy/attribution/spatial suite scenewright

@@ -39,7 +39,7 @@ from typing import Callable
 
 from agent.api import Engine, UserError
 from agent.blueprint import Blueprint, _base_name, parse_blueprint
-from agent.eval_suites import Case, Clause
+from agent.eval_suites import Case
 from planners import lexicon as lx
 from planners.base import PlanningError
 
@@ -117,13 +117,15 @@ def score_case(case: Case, found: dict[str, list[Seen]], texts: list[str] | None
     for i, c in enumerate(case.include):
         things = sorted(found.get(c.cls, []), key=lambda s: -s.score)[: c.count]
         if len(things) < c.count:
-            results.append(ClauseResult("include", c.text(), False, f"expected {c.cls}>={c.count}, found {len(things)}"))
+            reason = f"expected {c.cls}>={c.count}, found {len(things)}"
+            results.append(ClauseResult("include", c.text(), False, reason))
             matched.append(None)
             continue
         if c.color:
             colours = colour_of(c.cls, things)
             if colours is None:
-                results.append(ClauseResult("include", c.text(), None, "colour not judged: the profile has no clip model"))
+                reason = "colour not judged: the profile has no clip model"
+                results.append(ClauseResult("include", c.text(), None, reason))
                 of_include[i] = results[-1]
                 matched.append(things)
                 continue

@@ -51,7 +51,8 @@ def table(summary: dict) -> str:
     """The per-category table as plain text, at most 80 characters a line."""
     s = summary["settings"]
     head = f"scenewright eval: {s['mode']} on profile {s['profile']} (planner {s['planner']['kind']}), seed {s['seed']}"
-    lines = [head[:WIDTH], "", f"{'category':<24} {'cases':>6} {'correct':>8} {'unjudged':>9} {'errors':>7} {'score':>8}"]
+    columns = f"{'category':<24} {'cases':>6} {'correct':>8} {'unjudged':>9} {'errors':>7} {'score':>8}"
+    lines = [head[:WIDTH], "", columns]
     lines.append("-" * 67)
     for tag, c in summary["categories"].items():
         lines.append(f"{tag[:24]:<24} {c['cases']:>6} {c['correct']:>8} {c['unjudged']:>9} {c['errors']:>7} "

@@ -65,7 +65,8 @@ class Case(BaseModel):
     def _targets_exist(self) -> Case:
         for i, c in enumerate(self.include):
             if c.position and (c.position[1] >= len(self.include) or c.position[1] == i):
-                raise ValueError(f"include[{i}] position refers to include[{c.position[1]}], which is not another clause")
+                target = c.position[1]
+                raise ValueError(f"include[{i}] position refers to include[{target}], which is not another clause")
         return self
 
     def digest(self) -> str:
@@ -147,7 +148,9 @@ def load_jsonl(path: str | Path) -> list[Case]:
         objects = data.get("objects") or {}
         if isinstance(objects, list):
             objects = {o: 1 for o in objects}
-        if not isinstance(objects, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in objects.values()):
+        counts_ok = isinstance(objects, dict) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in objects.values())
+        if not counts_ok:
             raise UserError(f"{path}:{n}: objects must map each noun to a whole count, e.g. {{\"apple\": 3}}")
         include: list[dict] = [{"class": noun, "count": count} for noun, count in objects.items()]
         exclude = [{"class": noun, "count": count + 1} for noun, count in objects.items() if count < 24]

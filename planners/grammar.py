@@ -325,7 +325,8 @@ _VIEWPOINT = re.compile(
 )
 # "like a magazine spread", "the kind of photo you'd find in ...": comparisons describe the look, draw nothing
 _LIKENESS = re.compile(
-    r"(?:,\s*)?\b(?:(?:just|much|rather|a\s+bit|looking|looks|look|feels|feel|feeling)\s+)?like\s+(?:a|an|the|something|"
+    r"(?:,\s*)?\b(?:(?:just|much|rather|a\s+bit|looking|looks|look|feels|feel|feeling)\s+)?like\s+"
+    r"(?:a|an|the|something|"
     r"from|in|out\s+of)\b[^,.;:!?\u00a6\ue000]*"
     r"|(?:,\s*)?\b(?:the|a)\s+(?:kind|sort|type)\s+of\s+(?:photo|photograph|picture|image|scene|shot|thing|place|"
     r"view|room|painting|illustration)\b[^,.;:!?\u00a6\ue000]*"
@@ -760,7 +761,8 @@ class _Phrases:
     @staticmethod
     def _after_noun(prev: str, toks: list[Tok], k: int) -> bool:
         low = toks[k].low
-        if (prev not in lx.NOUNS and prev not in lx.PARTS) or is_adjective(prev) or not is_adjective(low) or low in lx.NOUNS or "-" in low:
+        noun_before = (prev in lx.NOUNS or prev in lx.PARTS) and not is_adjective(prev)
+        if not noun_before or not is_adjective(low) or low in lx.NOUNS or "-" in low:
             return False
         nxt = toks[k + 1] if k + 1 < len(toks) else None
         return nxt is None or not nxt.is_word or nxt.low in _STOPISH or _match_phrase(toks, k + 1) is not None
@@ -781,7 +783,8 @@ class _Phrases:
         if singular_det and lx.is_plural(low) and low not in lx.PLURALIA:
             return True  # "a white coat examines": after "a", a plural-looking word is a verb
         unknown_s = low.endswith("s") and low not in lx.NOUNS and lx.singular(low) not in lx.NOUNS
-        if unknown_s and (prev in lx.NOUNS or prev in lx.NON_OBJECTS) and not lx.is_plural(prev) and (nxt in lx.QUANTIFIERS or nxt in lx.NUMBERS):
+        after_noun = (prev in lx.NOUNS or prev in lx.NON_OBJECTS) and not lx.is_plural(prev)
+        if unknown_s and after_noun and (nxt in lx.QUANTIFIERS or nxt in lx.NUMBERS):
             return True  # "the dog wags its tail": an unknown -s word between a noun and a determiner is its verb
         return low.endswith("ly") and len(low) > 4 and low not in lx.ADVERB_OK
 
@@ -1403,7 +1406,8 @@ class _Reader:
     def _antecedents(self, items: list[Item], k: int, subjects: list[Mention], n: int, animate: bool) -> list[Target]:
         """What "it"/"them" means: the latest ``n`` things mentioned that are neither the subject nor a side
         detail ("a bicycle between them": the two before it), in the order they were mentioned."""
-        earlier = self.history[-HISTORY:] + [it.mention for it in items[:k] if it.kind == "np" and it.mention.role == "object"]
+        here = [it.mention for it in items[:k] if it.kind == "np" and it.mention.role == "object"]
+        earlier = self.history[-HISTORY:] + here
         pool = [m for m in reversed(earlier) if m not in subjects and m.target is not None]
         found: list[Mention] = []
         taken = {m.target.group for m in subjects if m.target is not None}

@@ -529,7 +529,8 @@ class _Solver:
             bad += d < 0.01
         for axis, a, b in self.dominant:
             na, nb = self.nodes[a], self.nodes[b]
-            along, across = (abs(nb.x - na.x), abs(nb.y - na.y)) if axis == "x" else (abs(nb.y - na.y), abs(nb.x - na.x))
+            dx, dy = abs(nb.x - na.x), abs(nb.y - na.y)
+            along, across = (dx, dy) if axis == "x" else (dy, dx)
             bad += across >= along
         return bad
 

@@ -50,8 +50,8 @@ class RuleBasedPlanner:
         notices: list[str] = []
         if len(prompt) > MAX_PROMPT:
             notices.append(f"the prompt has {len(prompt)} characters; only the first {MAX_PROMPT} were read")
-        read = grammar.read(prompt[:MAX_PROMPT])  # the cap applies before parsing: reading time stays bounded
-        scene = _capped(read, notices)
+        read_text = prompt[:MAX_PROMPT]  # the cap applies before parsing: reading time stays bounded
+        scene = _capped(grammar.read(read_text), notices)
         placed = layout(scene, canvas.width, canvas.height)
         names = _names(scene.groups)
 
@@ -70,11 +70,11 @@ class RuleBasedPlanner:
             for t, box in zip(scene.texts, placed.text_boxes)
         ]
         if not objects and not texts:
-            notices.append(_unread_notice(prompt[:MAX_PROMPT]))
+            notices.append(_unread_notice(read_text))
         return Blueprint(
             prompt=prompt[:MAX_PROMPT], canvas=canvas, seed=seed,
             style=_join(scene.style, 120),
-            background=_join(scene.background, 400) or ("" if objects else _clip(grammar.clean(prompt[:MAX_PROMPT]), 400)),
+            background=_join(scene.background, 400) or ("" if objects else _clip(grammar.clean(read_text), 400)),
             negative_prompt=_join(scene.negatives, 400),
             objects=objects, texts=texts, references=references,
         ), notices
@@ -129,11 +129,13 @@ def _capped(scene: Scene, notices: list[str] | None = None) -> Scene:
         kept.append(g)
     if notices is not None and dropped:
         total = sum(dropped.values())
-        listed = ", ".join(f"{n} {name}" for name, n in list(dropped.items())[:6]) + (", ..." if len(dropped) > 6 else "")
+        listed = ", ".join(f"{n} {name}" for name, n in list(dropped.items())[:6])
+        listed += ", ..." if len(dropped) > 6 else ""
         notices.append(f"a blueprint holds at most {MAX_OBJECTS} objects; {total} more named in the prompt were left"
                        f" out ({listed})")
     if notices is not None and len(scene.texts) > MAX_TEXTS:
-        notices.append(f"a blueprint holds at most {MAX_TEXTS} texts; {len(scene.texts) - MAX_TEXTS} more were left out")
+        more = len(scene.texts) - MAX_TEXTS
+        notices.append(f"a blueprint holds at most {MAX_TEXTS} texts; {more} more were left out")
 
     def remap(t: Target | None) -> Target | None:
         if t is None or t.group not in new_index:

@@ -191,7 +191,10 @@ def test_a_long_prompt_is_cut_before_reading_and_says_so():
     assert notices[0] == f"the prompt has {len(prompt)} characters; only the first {MAX_PROMPT} were read"
 
 
-@pytest.mark.parametrize("prompt", ["Ein Hund sitzt auf einem Stuhl", "\u4e00\u53ea\u732b\u5750\u5728\u684c\u5b50\u4e0a"])
+UNREADABLE = ["Ein Hund sitzt auf einem Stuhl", "\u4e00\u53ea\u732b\u5750\u5728\u684c\u5b50\u4e0a"]
+
+
+@pytest.mark.parametrize("prompt", UNREADABLE)
 def test_a_prompt_it_cannot_read_is_a_notice(prompt):
     bp, notices = PLANNER.plan_with_notices(prompt)
     assert not bp.objects and "reads English only" in notices[0]
