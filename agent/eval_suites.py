@@ -237,10 +237,13 @@ def lmd_suite(objects: list[str] | None = None, per_category: int = 25, seed: in
         cases.append(Case.model_validate({"id": f"{tag}-{sum(c.tag == tag for c in cases):03d}", "tag": tag,
                                           "prompt": prompt, "include": include, "exclude": exclude or []}))
 
+    negations = ("a realistic photo of {a} with no {bs}", "a realistic photo of a scene without {bs}",
+                 "a realistic photo of {a} and no {bs} anywhere", "a realistic photo of {a}, without any {bs}")
     for _ in range(per_category):
         a, b = rng.sample(names, 2)
-        add("negation", f"a realistic photo of {_a(a)} with no {plural(b)}",
-            [{"class": a}], [{"class": b, "count": 1}])
+        form = rng.choice(negations)
+        include = [{"class": a}] if "{a}" in form else []
+        add("negation", form.format(a=_a(a), bs=plural(b)), include, [{"class": b, "count": 1}])
     for _ in range(per_category):
         a, b = rng.sample(names, 2)
         n, m = rng.randint(1, 5), rng.randint(1, 5)
@@ -253,12 +256,18 @@ def lmd_suite(objects: list[str] | None = None, per_category: int = 25, seed: in
         ca, cb = rng.sample(_COLOURS, 2)
         add("attribution", f"a realistic photo of {_a(ca + ' ' + a)} and {_a(cb + ' ' + b)}",
             [{"class": a, "color": ca}, {"class": b, "color": cb}])
+    # "A to the left of B" and LMD's two-sided form "A on the left and B on the right"
     phrases = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+    sides = {"left of": ("on the left", "on the right"), "right of": ("on the right", "on the left"),
+             "above": ("at the top", "at the bottom"), "below": ("at the bottom", "at the top")}
     for _ in range(per_category):
         a, b = rng.sample(names, 2)
         rel = rng.choice(list(phrases))
-        add("spatial", f"a realistic photo of {_a(a)} {phrases[rel]} {_a(b)}",
-            [{"class": b}, {"class": a, "position": [rel, 0]}])
+        if rng.random() < 0.5:
+            prompt = f"a realistic photo of {_a(a)} {phrases[rel]} {_a(b)}"
+        else:
+            prompt = f"a realistic photo of {_a(a)} {sides[rel][0]} and {_a(b)} {sides[rel][1]}"
+        add("spatial", prompt, [{"class": b}, {"class": a, "position": [rel, 0]}])
     return cases
 
 

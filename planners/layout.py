@@ -219,9 +219,15 @@ class _Solver:
                     if a != b:
                         self._relate(rel, a, b, o_index, subjects.index(a))
         self._spread_anchors()
+        sides: dict[str, list[int]] = {}
         for t, region in scene.regions:
             for i in self._nodes_of(t):
                 self._region(i, region)
+                sides.setdefault(region, []).append(i)
+        # "a car on the right and a boat on the left": opposite regions read as a relation along their axis too
+        for first, second, axis in (("left", "right", "x"), ("top", "bottom", "y")):
+            for a in sides.get(first, []):
+                self.dominant += [(axis, a, b) for b in sides.get(second, []) if self.nodes[b].container is None]
         self._initial_positions()
 
     def _spread_anchors(self) -> None:

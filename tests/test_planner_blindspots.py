@@ -225,3 +225,16 @@ def test_reading_is_linear_in_the_number_of_mentions():
 )
 def test_more_prose_that_is_not_a_new_thing(prompt, expected):
     assert names(plan(prompt)) == expected
+
+
+@pytest.mark.parametrize(
+    ("prompt", "a", "b", "rel"),
+    [("a car on the right and a boat on the left", "car", "boat", "right of"),
+     ("a bus at the top and a truck at the bottom", "bus", "truck", "above")],
+)
+def test_opposite_regions_read_along_their_axis(prompt, a, b, rel):
+    from agent.eval import relative_position
+
+    bp = plan(prompt)
+    box_a, box_b = (next(o.box for o in bp.objects if o.name == n) for n in (a, b))
+    assert relative_position(box_a, box_b) == {rel}
