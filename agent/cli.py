@@ -536,6 +536,7 @@ def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suit
 
 import agent.cli_critique  # noqa: E402,F401  (repaint, distill: ImageRepainter and ArtAug commands)
 import agent.cli_doctor  # noqa: E402,F401  (doctor: check and repair a home)
+import agent.cli_eval  # noqa: E402,F401  (eval: GenEval/LMD-style faithfulness of plans and images)
 
 from agent.cli_library import library_app  # noqa: E402
 from agent.cli_models import models_app  # noqa: E402
@@ -549,4 +550,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m agent.cli`: this file runs as __main__, but the command modules (repaint, eval, doctor…) register
+    # on `agent.cli.app`; run that one, not this copy
+    from agent.cli import main as _main
+
+    _main()

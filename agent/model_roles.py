@@ -119,9 +119,13 @@ def stand_ins(profile: Profile) -> list[tuple[str, str]]:
     return out
 
 
-def missing_models(profile: Profile) -> str | None:
+EVAL_ONLY = ("detector",)  # loaded by `scenewright eval`, not by a run: a run does not wait for it
+
+
+def missing_models(profile: Profile, skip: tuple[str, ...] = EVAL_ONLY) -> str | None:
     """One line naming what is missing and the command that fixes it, or None when every model is here."""
-    bad = [r for r in role_status(profile) if r.status not in ("ok", "remote", "built-in", "stand-in")]
+    bad = [r for r in role_status(profile) if r.status not in ("ok", "remote", "built-in", "stand-in")
+           and r.role not in skip]
     if not bad:
         return None
     if len(bad) == 1 or any(r.status != "missing" for r in bad):

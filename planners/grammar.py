@@ -82,9 +82,11 @@ def read(prompt: str) -> Scene:
     scene = Scene()
     contents: list[str] = []
     text = clean(prompt)
+    text = _cut_names(text)
     text = _cut_texts(text, contents)
     text, text_styles = _cut_text_styles(text)
     text = _cut_style(text, scene.style)
+    text = _cut_prose(text, scene.style)
     text = _cut_negatives(text, scene.negatives)
     text = _cut_times(text, scene.background)
     scene.texts = [Text(c, style=text_styles.get(i, "")) for i, c in enumerate(contents)]
@@ -196,6 +198,27 @@ def clean(text: str) -> str:
     return re.sub(r"[ \t\u00a0]+", " ", text).strip()
 
 
+_QUOTED = r'(?:"[^"\n]{1,80}"|\u201c[^\u201d\n]{1,80}\u201d|\u2018[^\u2019\n]{1,80}\u2019|\'[^\'\n]{1,80}\')'
+# 'a dog we call "Biscuit"', 'a cat named "Mochi"', 'the kids call it "Frosty"': a name, not words in the picture
+_NAMED = re.compile(
+    r"(?:,\s*)?\b(?:(?:which|that|whom|who)\s+)?(?:(?:we|they|i|you|people|everyone|the\s+\w+)\s+(?:call|calls|called|"
+    r"named?|nicknamed?|dubbed?)(?:\s+(?:it|him|her|them))?|(?:is\s+|was\s+)?(?:called|named|nicknamed|dubbed|"
+    r"known\s+as))\s+" + _QUOTED + r"(?:\s+(?:in|for|at|on|from|by)\s+(?:our|my|your)\b[^,.;:!?\n]*)?",
+    re.IGNORECASE,
+)
+# 'feels "cozy"', 'looks very "rustic"': scare quotes around a word of prose keep the word and lose the quotes
+_SCARE = re.compile(
+    r"\b((?:feels?|feel|looks?|seems?|appears?|sounds?|smells?|tastes?|is|are|was|were)\s+(?:(?:very|so|quite|rather|"
+    r"pretty|really|a\s+bit|kind\s+of)\s+)?)[\"\u201c\u2018']([a-z][a-z -]{0,30})[\"\u201d\u2019']",
+)
+
+
+def _cut_names(text: str) -> str:
+    """Nicknames and scare quotes are prose: neither becomes scene text (the quote is dropped or unquoted)."""
+    text = _NAMED.sub(MARK, text)
+    return _SCARE.sub(lambda m: m.group(1) + m.group(2), text)
+
+
 def _cut_texts(text: str, contents: list[str]) -> str:
     """Quoted text and "says X" text become placeholders; ``contents`` collects what they held, exactly."""
 
@@ -232,11 +255,21 @@ def _unquoted_said(rest: str, trigger: str) -> str:
         if w.lower() in _STOPISH or len(words) == 6:
             break
         words.append(w)
-    if not words:
-        return ""
+    if not words or (len(words) == 1 and _adverb(words[0].lower())):
+        return ""  # "a jar labeled clearly", "a box titled upwards": how, not what
     if trigger in ("reading", "saying", "spelling") and not words[0][0].isupper() and not words[0][0].isdigit():
         return ""  # "a girl reading comics" is a girl reading, not a sign
     return " ".join(words)
+
+
+def _adverb(low: str) -> bool:
+    return low in _DIRECTIONS or (low.endswith("ly") and len(low) > 4 and low not in lx.ADVERB_OK)
+
+
+_DIRECTIONS = lx._words(
+    """upwards upward downwards downward forwards forward backwards backward sideways outwards outward inwards inward
+    skyward skywards homeward onward onwards"""
+)
 
 
 def _cut_text_styles(text: str) -> tuple[str, dict[int, str]]:
@@ -281,6 +314,37 @@ def _cut_style(text: str, style: list[str]) -> str:
     text = _STYLE_OF.sub(take, text)
     text = _X_STYLE.sub(take, text)
     return _STYLE_RE.sub(take, text)
+
+
+# "seen from a balcony", "viewed from above": where the camera is, not a thing in the picture
+_VIEWPOINT = re.compile(
+    r"\b(?:as\s+)?(?:seen|viewed|shot|photographed|pictured|captured|looking|drawn|painted)\s+(?:from|through)\s+"
+    r"(?:(?:the|a|an|its|his|her|their)\s+)?(?:[\w'-]+\s+){0,3}?[\w'-]+(?=\s*(?:[,.;:!?\u00a6]|$|\band\b|\bwith\b))"
+    r"|\bfrom\s+(?:the\s+)?(?:perspective|point\s+of\s+view|viewpoint|vantage\s+point)\s+of\s+[^,.;:!?\u00a6]+",
+    re.IGNORECASE,
+)
+# "like a magazine spread", "the kind of photo you'd find in ...": comparisons describe the look, draw nothing
+_LIKENESS = re.compile(
+    r"(?:,\s*)?\b(?:(?:just|much|rather|a\s+bit|looking|looks|look|feels|feel|feeling)\s+)?like\s+"
+    r"(?:a|an|the|something|"
+    r"from|in|out\s+of)\b[^,.;:!?\u00a6\ue000]*"
+    r"|(?:,\s*)?\b(?:the|a)\s+(?:kind|sort|type)\s+of\s+(?:photo|photograph|picture|image|scene|shot|thing|place|"
+    r"view|room|painting|illustration)\b[^,.;:!?\u00a6\ue000]*"
+    r"|\breminiscent\s+of\s+[^,.;:!?\u00a6\ue000]*",
+    re.IGNORECASE,
+)
+
+
+def _cut_prose(text: str, style: list[str]) -> str:
+    """Viewpoints and comparisons go to the style (they say how the picture looks), never into objects."""
+
+    def take(match: re.Match) -> str:
+        phrase = match.group(0).strip(" ,")
+        if phrase:
+            style.append(phrase)
+        return MARK
+
+    return _LIKENESS.sub(take, _VIEWPOINT.sub(take, text))
 
 
 def _cut_negatives(text: str, negatives: list[str]) -> str:
@@ -462,6 +526,7 @@ class Mention:
     anaphor: bool = False  # "the one on the left": one instance of the last counted group
     each: bool = False  # "each topped with a cherry": one per owner instance
     part: bool = False  # "its side": part of something already there
+    which: str = ""  # "latter" or "former": the last or the one before it of the things just named
     # set while linking
     role: str = ""  # object | background | feature | drop
     target: Target | None = None
@@ -474,7 +539,7 @@ class Mention:
     def stated(self) -> bool:
         """Whether the count is written out ("three", "12", "a pair of"), not guessed from a plural."""
         det = self.det.split()
-        return any(w in lx.NUMBERS or w.isdigit() or w in ("pair", "couple", "both") for w in det)
+        return any(w in lx.NUMBERS or w.isdigit() or w in ("pair", "couple", "both", "half") for w in det)
 
     @property
     def kind(self) -> str:
@@ -536,6 +601,8 @@ def _match_phrase(toks: list[Tok], i: int) -> tuple[int, tuple[str, str, bool]] 
 
 def _article_kind(m: Mention) -> str:
     """How a description of one instance starts: names keep their "the"; pair words take none."""
+    if m.count == 1 and m.det.split()[-2:] == ["pair", "of"] and m.head in lx.PAIRED | lx.PLURALIA:
+        return "a pair of"
     if m.head in lx.PLURALIA:
         return ""
     if m.proper:
@@ -549,7 +616,15 @@ def _overlaps(a: Target, b: Target) -> bool:
 
 
 def is_adjective(low: str) -> bool:
-    return low in lx.COLOURS or low in lx.SIZES or low in lx.MATERIALS or low in lx.ADJECTIVES or low in lx.INTENSIFIERS
+    if low in lx.COLOURS or low in lx.SIZES or low in lx.MATERIALS or low in lx.ADJECTIVES or low in lx.INTENSIFIERS:
+        return True
+    head, _, tail = low.rpartition("-")
+    # "mint-green", "rose-tinted", "front-loading", "child-like": a hyphenated word ending like an adjective
+    return bool(head) and (tail in lx.COLOURS or tail in lx.ADJECTIVES or tail.endswith(_ADJECTIVE_ENDINGS))
+
+
+_ADJECTIVE_ENDINGS = ("ed", "ing", "ish", "like", "less", "ful", "proof", "free", "sized", "shaped", "colored",
+                      "coloured", "toned")
 
 
 def article(word: str) -> str:
@@ -583,7 +658,8 @@ class _Phrases:
         if not words:
             return None
         elliptical = all(is_adjective(w.lower()) or w in (",", "and", "or") for w in words) and not (
-            len(words) == 1 and words[0].lower() in lx.NOUNS  # "a glass of beer" is a glass
+            # "a glass of beer" is a glass, "an orange orange" an orange, "a heavy brick" a brick
+            words[-1].lower() in lx.NOUNS or words[-1].lower() in lx.THING_WORDS
         )
         one_after = k < len(toks) and toks[k].low in ("one", "ones")  # "a red one"
         if elliptical and det_text not in ("a", "an", "one", "another") and not one_after:
@@ -592,6 +668,8 @@ class _Phrases:
             k += 1
         if not det_text and (elliptical or not (nested or self._bare_ok(words, toks[i].first))):
             return None
+        if not det_text and i > 0 and toks[i - 1].low in _BE and all(is_adjective(w.lower()) for w in words):
+            return None  # "no people are present": a predicate, not a thing
         if toks[j].first and words[0] == toks[j].text and not all(w[:1].isupper() for w in words):
             words[0] = words[0].lower()  # "Paper lanterns hang ...": a capital that only starts the sentence
         m = self._mention(words, det_text, count, explicit, fresh, toks[i].first)
@@ -600,11 +678,16 @@ class _Phrases:
         absorbs = m.head.lower() not in lx.NON_OBJECTS | lx.PARTS  # "the driver's seat of a Porsche": both count
         if not nested and k < len(toks) and toks[k].low == "of" and absorbs:
             sub = self.read(toks, k + 1, nested=True) if k + 1 < len(toks) else None
-            if sub is not None:
+            counted = sub is not None and sub[0].count > 1 and any(
+                w.isdigit() or w in lx.NUMBERS for w in sub[0].det.split())
+            if sub is not None and not counted:  # "a box of 6 eggs": the six eggs are drawn too
                 m.absorbed = "of " + " ".join(t.text for t in toks[k + 1:sub[1]] if t.text_id is None)
                 m.texts += sub[0].texts
                 k = sub[1]
-        m.part = det_text in ("its", "their", "his", "her") and m.head in lx.PARTS | lx.FEATURES  # "at her feet"
+        possessive = det_text in ("its", "their", "his", "her") or (len(words) > 1 and words[-2].endswith("'s"))
+        m.part = possessive and m.head in lx.PARTS | lx.FEATURES  # "at her feet", "at the man's feet"
+        if det_text == "the" and [w.lower() for w in words] in (["latter"], ["former"]):
+            m.anaphor, m.which = True, words[0].lower()  # "the latter is on the left"
         return m, k
 
     @staticmethod
@@ -619,6 +702,8 @@ class _Phrases:
         if low in ("a", "an") and at(i + 1) in lx.COLLECTIVES and (at(i + 2) == "of" or at(i + 1) == "dozen"):
             det, count, explicit = f"{low} {at(i + 1)}", lx.COLLECTIVES[at(i + 1)], True
             det, j = (det + " of", i + 3) if at(i + 2) == "of" else (det, i + 2)
+        elif low == "half" and at(i + 1) in ("a", "an") and at(i + 2) == "dozen":
+            det, count, explicit, j = "half a dozen", 6, True, i + 3
         elif low in ("a", "an") and at(i + 1) == "few":
             det, count, explicit, j = "a few", 3, True, i + 2
         elif low in ("lots", "plenty", "dozens", "hundreds", "thousands") and at(i + 1) == "of":
@@ -662,6 +747,8 @@ class _Phrases:
                 break
             if words and self._verb_at(words, toks, k, singular_det):
                 break
+            if words and self._after_noun(words[-1].lower(), toks, k):
+                break  # "a kite high in the sky": an adjective after a noun describes where or how it is
             words.append(t.text)
             k += 1
             # "black and white", "red, white and blue": coordinated adjectives stay in the phrase
@@ -670,6 +757,15 @@ class _Phrases:
                 words.append("and" if toks[k].low != "," else ",")
                 k += 1
         return words, texts, k
+
+    @staticmethod
+    def _after_noun(prev: str, toks: list[Tok], k: int) -> bool:
+        low = toks[k].low
+        noun_before = (prev in lx.NOUNS or prev in lx.PARTS) and not is_adjective(prev)
+        if not noun_before or not is_adjective(low) or low in lx.NOUNS or "-" in low:
+            return False
+        nxt = toks[k + 1] if k + 1 < len(toks) else None
+        return nxt is None or not nxt.is_word or nxt.low in _STOPISH or _match_phrase(toks, k + 1) is not None
 
     @staticmethod
     def _verb_at(words: list[str], toks: list[Tok], k: int, singular_det: bool) -> bool:
@@ -686,6 +782,10 @@ class _Phrases:
             return True  # "two cats sit", "five clownfish swim", "a girl sit", "above the bed hang three pictures"
         if singular_det and lx.is_plural(low) and low not in lx.PLURALIA:
             return True  # "a white coat examines": after "a", a plural-looking word is a verb
+        unknown_s = low.endswith("s") and low not in lx.NOUNS and lx.singular(low) not in lx.NOUNS
+        after_noun = (prev in lx.NOUNS or prev in lx.NON_OBJECTS) and not lx.is_plural(prev)
+        if unknown_s and after_noun and (nxt in lx.QUANTIFIERS or nxt in lx.NUMBERS):
+            return True  # "the dog wags its tail": an unknown -s word between a noun and a determiner is its verb
         return low.endswith("ly") and len(low) > 4 and low not in lx.ADVERB_OK
 
     def _bare_ok(self, words: list[str], sentence_start: bool) -> bool:
@@ -708,7 +808,10 @@ class _Phrases:
             or (head_raw.isdigit() and len(words) > 1 and words[-2][:1].isupper())
         ) and not all(w.isupper() and len(w) > 1 for w in capitals)
         plural = lx.is_plural(head_low) and not proper
-        if head_low == "glasses":  # eyewear, unless counted like drinking glasses
+        pair = det.split()[-2:] == ["pair", "of"]
+        if pair and (head_low in lx.PLURALIA or head_low in lx.PAIRED):
+            plural, head, count = False, head_low, 1  # "a pair of gloves", "a pair of pliers": one thing
+        elif head_low == "glasses":  # eyewear, unless counted like drinking glasses
             plural = bool(explicit and (count or 1) > 1)
             head = "glass" if plural else "glasses"
         elif head_low in lx.PLURALIA:
@@ -752,6 +855,10 @@ class _Phrases:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+HISTORY = 64  # "it" and "them" look this many object mentions back at most
+_LOOKBACK = 16  # "the mug" looks at this many of the latest mugs at most
+
+
 class _Reader:
     """Reads sentence after sentence into one scene; keeps what later sentences refer back to."""
 
@@ -760,6 +867,12 @@ class _Reader:
         self.phrases = _Phrases(titlecase)
         self.history: list[Mention] = []  # object mentions so far, for "the cat" and "it"
         self.text_slots: dict[int, int] = {}  # texts already put on each group's instances
+        self.mentioned: list[int] = []  # groups in the order they were last named, for "the latter"
+        self.relation_keys: set[tuple] = set()
+        # groups by name, by last word and by the tails of the last word ("rowboat" under "boat"): lookups stay
+        # constant-time however long the prompt is
+        self.by_key: dict[str, list[int]] = {}
+        self.last_counted: int | None = None  # the latest group drawn more than once, for "the one", "one black"
 
     def sentence(self, toks: list[Tok]) -> None:
         items = self._items(toks)
@@ -950,6 +1063,8 @@ class _Reader:
                 continue  # past verbs and "with ..." attachments: "a t-shirt with a logo hangs on a line"
             if it.kind == "rel" and it.pronoun_object:
                 continue  # "... printed on it hangs on ...": a closed clause
+            if it.kind == "rel" and it.objects and not any(m.can_be_subject for m in it.objects):
+                continue  # "a mirror on the wall above a sink": the wall is only where the mirror hangs
             return None
         return None
 
@@ -1043,14 +1158,14 @@ class _Reader:
         frame = (  # "on the left side of the picture": the frame itself, unless a picture was mentioned before
             m.definite and m.head in lx.FRAME_WORDS and m.object_of is not None
             and (m.object_of.value in ("left", "right") or m.object_of.value.endswith("_of"))
-            and not any(g.name == m.name for g in self.scene.groups)
+            and not self.by_key.get("n:" + m.name.lower())
         )
         if kind == "none" or frame:
             m.role = "drop"
         elif kind in ("backdrop", "time", "setting"):
             m.role = "background"
-        elif m.owner is not None and m.head.lower() in lx.FEATURES:
-            m.role = "feature"
+        elif m.owner is not None and (m.head.lower() in lx.FEATURES or m.acc == "with" and m.head.lower() in lx.PARTS):
+            m.role = "feature"  # "a cat with long hair", "a cabin with a stone chimney": described, not drawn apart
         elif kind == "site":
             # "in a forest", "on the left side of the road": the setting; "in front of the shop": a thing
             where = m.object_of.value if m.object_of is not None else ""
@@ -1080,13 +1195,18 @@ class _Reader:
         m.target = self._refer(m)
         if m.target is not None:
             self._add_words(m)
+            self._named(m.target.group)
             return
         if m.anaphor:
             m.role = "drop"  # "the one" with nothing counted before it
             return
+        if m.definite and m.head.lower() in lx.FEATURES and self.mentioned:
+            m.role = "drop"  # "a kite, the tail is angled downwards": a part of what is there, not a new thing
+            return
         count = m.count
         owner_count = groups[m.owner.target.group].count if m.owner is not None and m.owner.target is not None else 1
-        if (m.plural and not m.explicit or m.each) and owner_count > 1 and m.owner.target.instance is None:
+        each = m.each or (m.owner is not None and m.owner.det in ("each", "every"))  # "each cat has a bell"
+        if (m.plural and not m.explicit or each) and owner_count > 1 and m.owner.target.instance is None:
             count = owner_count  # "two people with umbrellas", "each with a cherry": one each
         groups.append(Group(
             name=m.name, count=count, words=list(m.predicates) + list(m.words),
@@ -1094,27 +1214,54 @@ class _Reader:
             article=_article_kind(m), stated=m.stated,
         ))
         m.target = Target(len(groups) - 1)
+        self._register(len(groups) - 1)
+        self._named(m.target.group)
+
+    def _register(self, gi: int) -> None:
+        g = self.scene.groups[gi]
+        name = g.name.lower()
+        last = name.split()[-1]
+        keys = {"n:" + name, "l:" + last} | {"t:" + last[i:] for i in range(len(last) - 3)}
+        for key in keys:
+            self.by_key.setdefault(key, []).append(gi)
+        if g.count > 1:
+            self.last_counted = gi
+
+    def _named(self, group: int) -> None:
+        self.mentioned = [g for g in self.mentioned[-1:] if g != group] + [group]  # the last two are all "former" needs
 
     def _refer(self, m: Mention) -> Target | None:
         """The earlier thing "the cat" means, if any. Indefinite phrases ("a cat", "two cats") are new things."""
+        groups = self.scene.groups
+        if m.det in ("each", "every") and not m.fresh:  # "each cat" of the two cats already there
+            same = [gi for gi in self.by_key.get("n:" + m.name.lower(), []) if groups[gi].count > 1]
+            if same:
+                return Target(same[-1])
         if m.fresh or (m.det and not m.definite and m.det != "both"):
             return None
-        groups = self.scene.groups
+        if m.definite and not m.plural and m.head.lower() in lx.GENERIC and self.mentioned:
+            return Target(self.mentioned[-1])  # "a paper airplane, the figure is tilted": the airplane
+        if m.which:  # "the latter" is the last thing named, "the former" the one before it
+            back = 1 if m.which == "latter" else 2
+            return Target(self.mentioned[-back]) if len(self.mentioned) >= back else None
         if m.anaphor:
-            for gi in range(len(groups) - 1, -1, -1):
-                if groups[gi].count > 1:
-                    groups[gi].claimed = min(groups[gi].claimed + 1, groups[gi].count)
-                    return Target(gi, groups[gi].claimed - 1)
-            return None
-        candidates = [
-            gi for gi in range(len(groups) - 1, -1, -1)
-            if groups[gi].name.lower() == m.name.lower()
-            or groups[gi].name.lower().split()[-1] == m.head.lower()
-            or m.name.lower().endswith(" " + groups[gi].name.lower())
-        ]
-        if not candidates and m.definite:  # "the mushroom cap", "the tree trunk": a part of a thing already there
-            candidates = [gi for gi in range(len(groups) - 1, -1, -1)
-                          if len(m.words) > 1 and m.words[-2].lower() == groups[gi].name.lower().split()[-1]]
+            gi = self.last_counted
+            if gi is None:
+                return None
+            groups[gi].claimed = min(groups[gi].claimed + 1, groups[gi].count)
+            return Target(gi, groups[gi].claimed - 1)
+        head, name = m.head.lower(), m.name.lower()
+        words = name.split()
+        keys = ["n:" + name, "l:" + head] + ["n:" + " ".join(words[i:]) for i in range(1, len(words))]
+        if len(head) > 3:
+            keys.append("t:" + head)  # "a rowboat ... the boat"
+        candidates = self._lookup(keys)
+        if not candidates and m.definite:  # "a golden retriever ... the dog", "a car ... the vehicle"
+            candidates = self._lookup(["l:" + k for k in sorted(lx.KINDS.get(head, ()))])
+        if not candidates and m.definite:  # "a horse ... the stallion": a more specific word for a thing there
+            candidates = self._lookup(["l:" + k for k in sorted(lx.KIND_OF.get(head, ()))])
+        if not candidates and m.definite and len(m.words) > 1:  # "the mushroom cap": a part of a thing there
+            candidates = self._lookup(["l:" + m.words[-2].lower()])
         colours = {w.lower() for w in m.words if w.lower() in lx.COLOURS}
         for gi in candidates:
             g = groups[gi]
@@ -1131,6 +1278,11 @@ class _Reader:
             return Target(gi)
         return None
 
+    def _lookup(self, keys: list[str]) -> list[int]:
+        """Groups under any of ``keys``, the latest first."""
+        found = {gi for key in keys for gi in self.by_key.get(key, ())[-_LOOKBACK:]}
+        return sorted(found, reverse=True)
+
     def _add_words(self, m: Mention) -> None:
         g = self.scene.groups[m.target.group]
         known = {x.lower() for x in g.words}
@@ -1144,12 +1296,11 @@ class _Reader:
 
     def _distribute(self, m: Mention) -> None:
         """"two dogs, one black and one white": each elliptical phrase describes the next instance."""
-        for g in reversed(self.scene.groups):
-            if g.count > 1:
-                free = [i for i in range(g.count) if i not in g.instance_words]
-                if free:
-                    g.instance_words[free[0]] = [w for w in m.words if w not in (",", "and", "or")]
-                return
+        if self.last_counted is not None:
+            g = self.scene.groups[self.last_counted]
+            free = [i for i in range(g.count) if i not in g.instance_words]
+            if free:
+                g.instance_words[free[0]] = [w for w in m.words if w not in (",", "and", "or")]
 
     # -- relations, regions and texts ----------------------------------------------------------------------------
 
@@ -1192,7 +1343,9 @@ class _Reader:
         self.scene.groups[m.owner.target.group].extras.append(f"{_VERBS.get(m.acc, 'with')} {m.written}")
 
     def _add(self, relation: Relation) -> None:
-        if relation not in self.scene.relations:
+        key = (relation.kind, relation.subject, relation.objects)
+        if key not in self.relation_keys:  # a set: a list test here made long prompts quadratic
+            self.relation_keys.add(key)
             self.scene.relations.append(relation)
 
     def _emit_relation(self, items: list[Item], k: int) -> None:
@@ -1253,7 +1406,8 @@ class _Reader:
     def _antecedents(self, items: list[Item], k: int, subjects: list[Mention], n: int, animate: bool) -> list[Target]:
         """What "it"/"them" means: the latest ``n`` things mentioned that are neither the subject nor a side
         detail ("a bicycle between them": the two before it), in the order they were mentioned."""
-        earlier = self.history + [it.mention for it in items[:k] if it.kind == "np" and it.mention.role == "object"]
+        here = [it.mention for it in items[:k] if it.kind == "np" and it.mention.role == "object"]
+        earlier = self.history[-HISTORY:] + here
         pool = [m for m in reversed(earlier) if m not in subjects and m.target is not None]
         found: list[Mention] = []
         taken = {m.target.group for m in subjects if m.target is not None}

@@ -25,6 +25,7 @@ MAX_IOU = 0.7  # below the Blueprint's 0.85 pile-up limit
 SWEEPS = 90
 RETRIES = 6
 CROWD_AREA = 0.5  # top-level boxes may cover about this much of the canvas before everything shrinks
+DOMINANCE = 0.7  # across-axis offset of a stated directional relation, at most this share of the along-axis one
 SPARSE_AREA = 0.22  # ... and at least this much (a lone apple should not be a speck), growing at most 2x
 
 # where a region puts a centre: (x target, y target, x bounds, y bounds)
@@ -107,6 +108,7 @@ class _Solver:
         self.orders: list[_Order] = []
         self.aligns: list[_Align] = []
         self.near: list[tuple[int, int]] = []
+        self.dominant: list[tuple[str, int, int]] = []  # a stated left/right (above/below) reads along its axis
         self.exempt: set[tuple[int, int]] = set()
         self.checks: list[tuple[str, int, int]] = []  # (kind, a, b): centre checks for the retry loop
         self._sizes()
@@ -217,9 +219,15 @@ class _Solver:
                     if a != b:
                         self._relate(rel, a, b, o_index, subjects.index(a))
         self._spread_anchors()
+        sides: dict[str, list[int]] = {}
         for t, region in scene.regions:
             for i in self._nodes_of(t):
                 self._region(i, region)
+                sides.setdefault(region, []).append(i)
+        # "a car on the right and a boat on the left": opposite regions read as a relation along their axis too
+        for first, second, axis in (("left", "right", "x"), ("top", "bottom", "y")):
+            for a in sides.get(first, []):
+                self.dominant += [(axis, a, b) for b in sides.get(second, []) if self.nodes[b].container is None]
         self._initial_positions()
 
     def _spread_anchors(self) -> None:
@@ -252,6 +260,8 @@ class _Solver:
         if kind == "with" and not self._held(rel):
             kind = "near"
         pair = (min(a, b), max(a, b))
+        if kind in ("left", "right", "above", "below"):
+            self.dominant.append(("x" if kind in ("left", "right") else "y", a, b))
         if kind == "left":
             self._order("x", a, b, "sep")
         elif kind == "right":
@@ -467,9 +477,26 @@ class _Solver:
                     a.x, b.x = a.x - delta, b.x + delta
                 else:
                     a.y, b.y = a.y - delta, b.y + delta
+        self._dominate()
         for n in nodes:
             self._clamp(n)
         self._place_contained(pull=0.3)
+
+    def _dominate(self) -> None:
+        """A stated "left of" must read as left, not above: the offset across the relation's axis stays below
+        DOMINANCE of the offset along it (GenEval's rule), however high a kite or low a car wants to sit."""
+        for axis, a, b in self.dominant:
+            na, nb = self.nodes[a], self.nodes[b]
+            along = abs(nb.x - na.x) if axis == "x" else abs(nb.y - na.y)
+            across = nb.y - na.y if axis == "x" else nb.x - na.x
+            excess = abs(across) - DOMINANCE * along
+            if excess <= 0:
+                continue
+            d = 0.5 * excess * (1 if across > 0 else -1)
+            if axis == "x":
+                na.y, nb.y = na.y + d, nb.y - d
+            else:
+                na.x, nb.x = na.x + d, nb.x - d
 
     def _repel(self) -> None:
         """Boxes that are not meant to overlap push apart along the axis where they overlap least."""
@@ -506,6 +533,11 @@ class _Solver:
             a, b = self.nodes[o.a], self.nodes[o.b]
             d = (b.x - a.x) if o.axis == "x" else (b.y - a.y)
             bad += d < 0.01
+        for axis, a, b in self.dominant:
+            na, nb = self.nodes[a], self.nodes[b]
+            dx, dy = abs(nb.x - na.x), abs(nb.y - na.y)
+            along, across = (dx, dy) if axis == "x" else (dy, dx)
+            bad += across >= along
         return bad
 
     def _boxes(self) -> dict[tuple[int, int], list[float]]:

@@ -83,7 +83,7 @@ ADJECTIVES = _words(
     miniature fake real true blank empty-handed extra whole various assorted matching identical different another
     bearded bald curly straight wavy long-haired short-haired freckled masked hooded caped armored armoured
     winged horned tailed one-eyed three-legged snow-capped sun-drenched rain-soaked steamy frosted iced sugary
-    chocolate vanilla beloved favorite favourite lucky mighty noble royal
+    chocolate vanilla beloved favorite favourite lucky mighty noble royal present absent
     sunken regal humble sturdy fragile delicate enormous vast endless lush barren dense sparse overgrown wilted blooming
     blossoming flowering fruiting ripe unripe raw cooked steaming boiling sizzling"""
 )
@@ -161,7 +161,11 @@ NON_OBJECTS = _words(
     part rest half thing things area place spot moment scenery landscape setting environment vibe feel look
     theme palette gradient texture pattern contrast focus depth resolution quality masterpiece art artwork render
     rendering aesthetic aesthetics motion speed light lights smoke steam air wind breeze sound music heat warmth
-    silence darkness one ones other others each name date noise piece slice number destination"""
+    silence darkness one ones other others each name date noise piece slice number destination
+    essence spirit soul hue form sense feeling energy beauty harmony balance solitude wildness calm serenity
+    tranquility tranquillity nostalgia idea concept notion emotion charm elegance grace presence character
+    personality memory symbol aura joy love hope peace chaos simplicity intensity clarity layout arrangement
+    framing spread kind"""
 )
 BACKGROUND_HEADS = _words("background backdrop backgrounds")
 # Settings are never boxed: rooms, surfaces and the sky are where things are, not things.
@@ -169,7 +173,8 @@ SETTINGS = _words(
     """kitchen bedroom bathroom room office classroom library interior exterior lobby hallway corridor attic
     basement garage studio sky skies space universe galaxy cosmos water waters sea ocean ground floor wall walls
     ceiling grass lawn snow sand surface underwater void abyss outdoors indoors landscape scenery cityscape skyline
-    horizon world air darkness setting environment countryside wilderness sidewalk pavement"""
+    horizon world air darkness setting environment countryside wilderness sidewalk pavement picnic party
+    festival celebration ceremony parade concert carnival"""
 )
 # Sites are the setting when something is in/on/at them, and a boxed thing when placed or counted.
 SITES = _words(
@@ -181,7 +186,7 @@ SITES = _words(
     supermarket church cathedral temple museum gallery theater theatre cinema hospital school university campus
     cafe restaurant bar market campsite camp pool clearing seaside lakeside riverside waterfront shoreline stage
     dock pier warehouse factory workshop laboratory lab gym hillside mountainside marketplace bazaar fairground
-    boardwalk promenade"""
+    boardwalk promenade bakery diner bistro pub bookstore bookshop pharmacy salon barbershop"""
 )
 # Scenery a prompt mentions in the plural as texture ("stars", "clouds"): background unless counted.
 SCENERY_PLURALS = _words(
@@ -198,7 +203,7 @@ FEATURES = _words(
     feathers scales mane smile face freckles tattoo tattoos legs arms paws claws teeth petals fins pattern patterns
     design print frosting icing sprinkles toppings glaze decorations trim border lettering logo markings expression
     whiskers spikes tentacles bangs braids ponytail makeup lipstick scar scars wrinkles muscles skin shell tier
-    tiers layer layers ribbon bow"""
+    tiers layer layers ribbon bow dent dents scratch scratches crack cracks stain stains chip chips"""
 )
 TEXT_CARRIERS = _words(
     """sign signboard banner poster board billboard label book cover shirt t-shirt tshirt mug cake card note letter
@@ -342,6 +347,8 @@ def singular(word: str) -> str:
     if "-" in word:  # "t-shirts", "test-tubes": the last part carries the number
         head, _, tail = word.rpartition("-")
         return f"{head}-{singular(tail)}" if tail else word
+    if word.endswith("is") and word[:-1] in NOUNS:
+        return word[:-1]  # "broccolis", "kiwis": the stem is a known noun, so the -is is a plural
     if word.endswith(SINGULAR_S):
         return word
     if word.endswith("men") and word not in ("ramen", "omen", "specimen", "abdomen", "stamen", "hymen", "amen"):
@@ -409,7 +416,7 @@ COMPOUNDS = frozenset(alternatives(
 PARTS = _words(
     """chimney chimneys roof wheel wheels shelf shelves side sides top bottom surface edge handle lid leg legs tail
     head face back front base trunk screen corner corners branches page pages spine door doors window windows seat
-    hand hands foot feet"""
+    hand hands foot feet body"""
 )
 WEARABLES = _words(
     """hat cap helmet crown hood glasses sunglasses headband tiara beanie wig mask bandana headphones beret turban
@@ -473,6 +480,51 @@ NOUNS = frozenset().union(
         cube sphere cone cylinder pyramid block blocks dice domino puzzle chessboard pawn rook bishop"""
     ),
 )
+
+
+# Things sold, worn or used by the pair: "a pair of gloves" is one object named in the plural, not two gloves.
+PAIRED = _words(
+    """gloves mittens boots shoes sneakers socks slippers sandals stockings earrings skis chopsticks cufflinks
+    skates heels loafers clogs flip-flops"""
+)
+# Colour and material words that also name a thing: at the end of a phrase they are its noun ("an orange orange",
+# "a single rose", "a heavy brick"), before another noun a modifier ("an orange cat").
+THING_WORDS = _words(
+    """orange lime cherry plum peach rose lavender olive violet ruby coral amber pearl jade emerald sapphire
+    chocolate brick stone glass crystal marble canvas straw ivory"""
+)
+# Words that, with "the", mean whatever was named last: "a paper airplane, the figure is tilted upwards".
+GENERIC = _words("figure subject object item creature")
+# General words that refer back to a more specific thing mentioned before: "a golden retriever ... the dog".
+KINDS: dict[str, frozenset[str]] = {
+    "vehicle": _words("car taxi cab bus truck van jeep suv limousine tractor pickup motorcycle scooter bicycle"),
+    "car": _words("taxi cab jeep suv limousine sedan convertible coupe"),
+    "truck": _words("pickup lorry"),
+    "animal": _words(
+        """dog puppy cat kitten horse pony cow sheep goat pig fox wolf bear lion tiger elephant giraffe zebra deer
+        rabbit squirrel monkey retriever poodle terrier stallion mare foal hedgehog"""
+    ),
+    "dog": _words("puppy retriever poodle terrier labrador beagle bulldog spaniel collie dachshund husky corgi"),
+    "cat": _words("kitten tabby"),
+    "horse": _words("stallion mare foal pony"),
+    "bird": _words(
+        """sparrow robin eagle hawk falcon owl parrot pigeon crow raven seagull gull swan duck goose penguin
+        flamingo peacock hummingbird finch canary jay swallow"""
+    ),
+    "flower": _words("rose tulip daisy lily orchid sunflower violet poppy peony"),
+    "fruit": _words("apple pear orange lemon lime banana peach plum cherry mango"),
+    "cup": _words("mug teacup"),
+    "boat": _words("rowboat sailboat canoe kayak yacht dinghy"),
+    "instrument": _words("guitar violin piano drum trumpet saxophone cello flute"),
+    "tree": _words("oak pine maple birch willow palm"),
+}
+
+
+# The reverse: the general words each specific one falls under ("stallion" -> horse, animal).
+KIND_OF: dict[str, frozenset[str]] = {
+    word: frozenset(k for k, members in KINDS.items() if word in members)
+    for word in frozenset().union(*KINDS.values())
+}
 
 
 def verb_form(word: str) -> str:

@@ -37,15 +37,27 @@ class RuleBasedPlanner:
         return {"planner": "rule", "version": VERSION}
 
     def plan(self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None) -> Blueprint:
+        return self.plan_with_notices(prompt, seed=seed, canvas=canvas)[0]
+
+    def plan_with_notices(
+        self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None
+    ) -> tuple[Blueprint, list[str]]:
+        """The blueprint and one line per thing of the prompt it could not keep (cut text, dropped objects,
+        a prompt it could not read), for the CLI, the API and the record to show: nothing is lost silently."""
         if not prompt or not prompt.strip():
             raise PlanningError("the prompt is empty; describe the image you want")
         canvas = canvas or Canvas()
-        scene = _capped(grammar.read(prompt))
+        notices: list[str] = []
+        if len(prompt) > MAX_PROMPT:
+            notices.append(f"the prompt has {len(prompt)} characters; only the first {MAX_PROMPT} were read")
+        read_text = prompt[:MAX_PROMPT]  # the cap applies before parsing: reading time stays bounded
+        scene = _capped(grammar.read(read_text), notices)
         placed = layout(scene, canvas.width, canvas.height)
         names = _names(scene.groups)
 
         objects, references = [], []
-        for gi, g in enumerate(scene.groups):
+        for gi in _paint_order(scene):
+            g = scene.groups[gi]
             for k in range(g.count):
                 objects.append(SceneObject(
                     name=names[(gi, k)], description=_describe(g, k), box=placed.boxes[(gi, k)],
@@ -57,13 +69,29 @@ class RuleBasedPlanner:
             SceneText(content=t.content, box=box, style=_clip(t.style, 120))
             for t, box in zip(scene.texts, placed.text_boxes)
         ]
+        if not objects and not texts:
+            notices.append(_unread_notice(read_text))
         return Blueprint(
             prompt=prompt[:MAX_PROMPT], canvas=canvas, seed=seed,
             style=_join(scene.style, 120),
-            background=_join(scene.background, 400) or ("" if objects else _clip(grammar.clean(prompt), 400)),
+            background=_join(scene.background, 400) or ("" if objects else _clip(grammar.clean(read_text), 400)),
             negative_prompt=_join(scene.negatives, 400),
             objects=objects, texts=texts, references=references,
-        )
+        ), notices
+
+
+_ENGLISH = frozenset("a an the of on in with and to at is are under next".split())
+
+
+def _unread_notice(prompt: str) -> str:
+    """Why a prompt gave no object: most often it is not English, which this planner cannot read."""
+    words = re.findall(r"[^\W\d_]+", prompt.lower())
+    latin = sum(c.isascii() for w in words for c in w)
+    letters = sum(len(w) for w in words)
+    if letters and (latin < 0.5 * letters or not _ENGLISH & set(words)):
+        return ("the rule planner reads English only and found no object in this prompt; the whole prompt became"
+                " the background (an LLM planner, e.g. --planner vllm, reads other languages)")
+    return "the rule planner found no object to draw in this prompt; the whole prompt became the background"
 
 
 def expected_counts(prompt: str) -> dict[str, int]:
@@ -75,7 +103,7 @@ def expected_counts(prompt: str) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     guessed: set[str] = set()
-    for g in _capped(grammar.read(prompt)).groups:
+    for g in _capped(grammar.read(prompt[:MAX_PROMPT])).groups:
         if g.stated:
             counts[g.name] = counts.get(g.name, 0) + g.count
         else:
@@ -88,23 +116,36 @@ def named_objects(prompt: str) -> list[str]:
     apples" → three "apple"): a lower bound for another planner's blueprint. A guessed count ("apples") counts
     once, so the bound never asks for more than the prompt says."""
     names: list[str] = []
-    for g in _capped(grammar.read(prompt)).groups:
+    for g in _capped(grammar.read(prompt[:MAX_PROMPT])).groups:
         names += [g.name] * (g.count if g.stated else 1)
     return names
 
 
-def _capped(scene: Scene) -> Scene:
-    """At most MAX_OBJECTS instances (first mentioned kept) and MAX_TEXTS texts; references to dropped ones go."""
+def _capped(scene: Scene, notices: list[str] | None = None) -> Scene:
+    """At most MAX_OBJECTS instances (first mentioned kept) and MAX_TEXTS texts; references to dropped ones go.
+    What is dropped is said in ``notices``."""
     kept: list[Group] = []
     new_index: dict[int, int] = {}
     room = MAX_OBJECTS
+    dropped: dict[str, int] = {}
     for gi, g in enumerate(scene.groups):
+        if g.count > room:
+            dropped[g.name] = dropped.get(g.name, 0) + g.count - room
         if room == 0:
-            break
+            continue
         g.count = min(g.count, room)
         room -= g.count
         new_index[gi] = len(kept)
         kept.append(g)
+    if notices is not None and dropped:
+        total = sum(dropped.values())
+        listed = ", ".join(f"{n} {name}" for name, n in list(dropped.items())[:6])
+        listed += ", ..." if len(dropped) > 6 else ""
+        notices.append(f"a blueprint holds at most {MAX_OBJECTS} objects; {total} more named in the prompt were left"
+                       f" out ({listed})")
+    if notices is not None and len(scene.texts) > MAX_TEXTS:
+        more = len(scene.texts) - MAX_TEXTS
+        notices.append(f"a blueprint holds at most {MAX_TEXTS} texts; {more} more were left out")
 
     def remap(t: Target | None) -> Target | None:
         if t is None or t.group not in new_index:
@@ -121,6 +162,28 @@ def _capped(scene: Scene) -> Scene:
     regions = [(remap(t), region) for t, region in scene.regions if remap(t) is not None]
     texts = [Text(t.content, remap(t.owner), t.style, t.region) for t in scene.texts[:MAX_TEXTS]]
     return Scene(kept, relations, regions, texts, scene.style, scene.background, scene.negatives)
+
+
+# relations whose subject is seen in front of its object: drawn after it, so "a dog under a table" stays visible
+_IN_FRONT = frozenset({"on", "under", "inside", "wear", "hold", "with", "front"})
+
+
+def _paint_order(scene: Scene) -> list[int]:
+    """Group indices in drawing order: what sits on, under, in or in front of a thing comes after it, what is
+    behind it before; otherwise the order of mention. Cycles are cut by the bound on the passes."""
+    depth = [0] * len(scene.groups)
+    for _ in range(len(scene.groups)):
+        changed = False
+        for r in scene.relations:
+            for o in r.objects:
+                front, back = (r.subject.group, o.group) if r.kind in _IN_FRONT else (
+                    (o.group, r.subject.group) if r.kind == "behind" else (None, None))
+                if front is not None and front != back and depth[front] <= depth[back]:
+                    depth[front] = depth[back] + 1
+                    changed = True
+        if not changed:
+            break
+    return sorted(range(len(scene.groups)), key=lambda gi: depth[gi])
 
 
 def _names(groups: list[Group]) -> dict[tuple[int, int], str]:

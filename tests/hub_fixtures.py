@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-FIXTURE_VERSION = "hub-v2"
+FIXTURE_VERSION = "hub-v3"
 PLACEHOLDER = b"placeholder: scenewright must never load this file\n"
 
 # component formats: "st" plain safetensors, "fp16.st" the fp16 variant's safetensors, "bin" / "fp16.bin" pickles
@@ -69,9 +69,6 @@ LAYOUTS: dict[str, dict[str, tuple]] = {
         "main": ("32bd64288804d66eefd0ccbe215aa642df71cc41", "clip", {
             "(root)": ["st", "bin"], "extra": ["flax_model.msgpack", "tf_model.h5"]}),
     },
-    "facebook/dinov2-base": {
-        "main": (None, "dino", {"(root)": ["st", "bin"]}),
-    },
     "stabilityai/stable-diffusion-xl-base-1.0": {
         "main": ("462165984030d82259a11f4367a4eed129e94a7b", "sdxl", {
             "unet": ["st", "fp16.st"], "vae": ["st", "fp16.st"], "vae_1_0": ["st", "fp16.st"],
@@ -86,6 +83,12 @@ LAYOUTS: dict[str, dict[str, tuple]] = {
             "unet": ["st", "fp16.st"], "vae": ["st", "fp16.st"], "text_encoder": ["st", "fp16.st"],
             "text_encoder_2": ["st", "fp16.st"],
         }),
+    },
+    "google/owlv2-base-patch16-ensemble": {
+        "main": (None, "owl", {"(root)": ["st", "bin"]}),
+    },
+    "facebook/dinov2-base": {
+        "main": ("f9e44c814b77203eaa57a6bdbbd535f21ede1415", "dino", {"(root)": ["st", "bin"]}),
     },
     "h94/IP-Adapter": {
         "main": ("018e402774aeeddd60609b4ecdb7e298259dc729", "ip-adapter", {}),
@@ -192,6 +195,26 @@ def _write_dino(tmp: Path, layout: dict) -> None:
         _save_module(model, tmp, fmt)
 
 
+def _write_owl(tmp: Path, layout: dict) -> None:
+    """A tiny OWLv2 (the eval detector) with its processor, as google/owlv2-base-patch16-ensemble ships it."""
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    import tiny_models as tm
+
+    tok = tm.build_clip_tokenizer()
+    torch.manual_seed(0)
+    layer = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
+    model = Owlv2ForObjectDetection(Owlv2Config(
+        text_config=dict(vocab_size=len(tok), max_position_embeddings=16, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **layer),
+        vision_config=dict(image_size=32, patch_size=8, **layer), projection_dim=32)).eval()
+    size = {"height": 32, "width": 32}
+    Owlv2Processor(image_processor=Owlv2ImageProcessor(size=size), tokenizer=tok).save_pretrained(tmp)
+    for fmt in layout["(root)"]:
+        _save_module(model, tmp, fmt)
+
+
 def _write_ip_adapter(tmp: Path) -> None:
     """models/ (SD1.5, against the tiny SD UNet) and sdxl_models/ (against the tiny SDXL UNet), each with its own
     image_encoder/, .safetensors + .bin for every adapter, as h94/IP-Adapter ships them."""
@@ -226,6 +249,8 @@ def _write_snapshot(tmp: Path, kind: str, layout: dict) -> None:
         _write_clip(tmp, layout)
     elif kind == "dino":
         _write_dino(tmp, layout)
+    elif kind == "owl":
+        _write_owl(tmp, layout)
     elif kind == "ip-adapter":
         _write_ip_adapter(tmp)
     else:

@@ -296,7 +296,7 @@ def test_pull_downloads_exactly_the_needed_files(hub, hub_cache, tmp_path, monke
     r = cli("models", "--profile", "sd15-cpu", "--config", hub, "--json")
     statuses = {row["role"]: row["status"] for row in json.loads(r.stdout)["roles"]}
     assert statuses == {"planner": "built-in", "clip": "ok", "inpaint": "ok", "ip_adapter": "ok",
-                        "layout_to_image": "ok", "text_to_image": "ok"}
+                        "layout_to_image": "ok", "text_to_image": "ok", "dino": "ok", "detector": "ok"}
 
 
 # --- end to end, and replay --------------------------------------------------------------------------------------------

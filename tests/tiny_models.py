@@ -222,6 +222,30 @@ def build_clip(real_size: bool = False):
     return CLIPModel(cfg).eval(), proc
 
 
+def build_tiny_owl(root: Path) -> Path:
+    """A random OWL-ViT saved and loaded like a Hub one; the box head's last layer is zeroed so the boxes are the
+    patch grid (random weights otherwise give degenerate boxes)."""
+    import torch
+    from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
+
+    tok = build_clip_tokenizer()
+    torch.manual_seed(0)
+    layer = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
+    cfg = OwlViTConfig(
+        text_config=dict(vocab_size=len(tok), max_position_embeddings=16, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **layer),
+        vision_config=dict(image_size=32, patch_size=8, **layer), projection_dim=32,
+    )
+    model = OwlViTForObjectDetection(cfg).eval()
+    with torch.no_grad():
+        model.box_head.dense2.weight.zero_()
+        model.box_head.dense2.bias.zero_()
+    model.save_pretrained(root, safe_serialization=True)
+    size = {"height": 32, "width": 32}
+    OwlViTProcessor(image_processor=OwlViTImageProcessor(size=size, crop_size=size), tokenizer=tok).save_pretrained(root)
+    return root
+
+
 def build_ip_adapter(root: Path, unet_config, image_size: int = 32) -> None:
     """IP-Adapter in the original h94 layout: root/models/{ip-adapter_tiny.safetensors, image_encoder/}.
     ``image_size=224`` matches the real repos' 224-px feature extractor (the Hub-layout fixtures use it)."""
