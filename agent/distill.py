@@ -90,13 +90,13 @@ def distill(
     dataset: str | Path, out: str | Path, profile, *, steps: int = 20, rank: int = 4, lr: float = 1e-4,
     max_pairs: int = 16, resolution: int | None = None, seed: int = 0,
 ) -> dict:  # fmt: skip
+    pairs = load_pairs(dataset, max_pairs)  # a wrong folder is said before the heavy imports (or their absence)
     import numpy as np
     import torch
     import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
     from peft.utils import get_peft_model_state_dict
 
-    pairs = load_pairs(dataset, max_pairs)
     pipe = _components(profile)
     device = torch.device(profile.device)
     size = resolution or profile.width
