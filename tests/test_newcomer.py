@@ -251,3 +251,22 @@ def test_a_png_without_a_recipe_is_one_line(cli, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     res = cli("run", "plain.png")
     assert res.exit_code == 2 and "recipe" in res.stderr and "Traceback" not in res.output
+
+
+# --- 11: /docs works offline --------------------------------------------------------------------------------------
+def test_docs_page_loads_swagger_from_this_server(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from agent.api import Engine
+    from agent.server import create_app
+
+    with TestClient(create_app(Engine("preview", home=tmp_path / "home")), base_url="http://127.0.0.1:8765") as c:
+        page = c.get("/docs")
+        assert page.status_code == 200
+        assert "cdn." not in page.text and "https://" not in page.text, page.text
+        for src in re.findall(r"(?:src|href)=['\"](/[^'\"]+)['\"]", page.text):
+            asset = c.get(src)
+            assert asset.status_code == 200 and len(asset.content) > 500, src
+        assert c.get("/web/swagger/swagger-ui-bundle.js").text.lstrip().startswith("/*")
+        assert c.get("/web/swagger/..%2Fsecret").status_code == 404
+        assert c.get("/redoc").status_code == 404
