@@ -373,9 +373,11 @@ def show(run_id: str = typer.Argument(...), as_json: bool = JsonOpt):
         out.print(f"image: {res['image']}\nnodes: {res['total_nodes']} ({res['cached_nodes']} from cache), {res['seconds']}s")
         for node, message in (res.get("failed") or {}).items():
             out.print(f"  failed {node}: {message}")
+        if res.get("loops"):
+            out.print("refinement loops (score per try, * the one kept):")
         for loop, trace in res.get("loops", {}).items():
             scores = " → ".join(f"{t['score']:.3f}{'*' if t['kept'] else ''}" for t in trace)
-            out.print(f"  {loop}: {scores}   (* kept)")
+            out.print(f"  {loop}: {scores}")
     out.print(f"all of it as JSON: scenewright show {run_id} --json")
 
 
