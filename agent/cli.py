@@ -320,22 +320,28 @@ def runs(limit: int = typer.Option(20, min=1, max=10_000), as_json: bool = JsonO
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    # the run id is what every other command takes: never cut; the prompt gives way first
-    console = Console()
-    cells = [[cell(r["run_id"]), cell(r["status"]), cell(r["profile"]), cell(r["nodes"]), cell(r["cached"]),
-              cell(f"{r['seconds']:.2f}" if r["seconds"] is not None else None)] for r in rows]
-    names = ("run", "status", "profile", "nodes", "cached", "seconds")
+    Console().print(fitted_table(
+        ("run", "status", "profile", "nodes", "cached", "seconds"), "prompt",
+        [((r["run_id"], r["status"], r["profile"], r["nodes"], r["cached"],
+           f"{r['seconds']:.2f}" if r["seconds"] is not None else None), r["prompt"]) for r in rows],
+        right=("nodes", "cached", "seconds"),
+    ))
+
+
+def fitted_table(names, last: str, rows, right=()) -> Table:
+    """A table whose columns are never cut (ids: every other command takes them) and whose last column (a prompt,
+    a title) gets the width that is left, shortened with an ellipsis. Every cell is plain text."""
+    cells = [[cell(v) for v in fixed] for fixed, _ in rows]
     widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for name, width in zip(names, widths):
-        table.add_column(name, no_wrap=True, min_width=width,
-                         justify="right" if name in ("nodes", "cached", "seconds") else "left")
-    room = max(console.width - sum(widths) - 3 * len(names) - 1, 8)
-    table.add_column("prompt", no_wrap=True, max_width=room)
-    for r, c in zip(rows, cells):
-        prompt = " ".join((r["prompt"] or "").split())
-        table.add_row(*c, cell(prompt if len(prompt) <= room else prompt[: room - 1] + "…"))
-    console.print(table)
+        table.add_column(name, no_wrap=True, min_width=width, justify="right" if name in right else "left")
+    room = max(Console().width - sum(widths) - 3 * len(names) - 1, 8)
+    table.add_column(last, no_wrap=True, max_width=room)
+    for c, (_, text) in zip(cells, rows):
+        text = " ".join((text or "").split())
+        table.add_row(*c, cell(text if len(text) <= room else text[: room - 1] + "…"))
+    return table
 
 
 @app.command()
@@ -456,13 +462,9 @@ def chat(
             if as_json:
                 print(json.dumps(rows, indent=2))
                 return
-            table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-            table.add_column("session", no_wrap=True)
-            table.add_column("turns", justify="right", no_wrap=True)
-            table.add_column("updated", no_wrap=True)
-            table.add_column("title", no_wrap=True, overflow="ellipsis")
-            for r in rows:
-                table.add_row(cell(r["session_id"]), cell(r["turns"]), cell(r["updated"][:19]), cell(r["title"]))
+            table = fitted_table(("session", "turns", "updated"), "title",
+                                 [((r["session_id"], r["turns"], r["updated"][:19].replace("T", " ")), r["title"])
+                                  for r in rows], right=("turns",))
             Console().print(table)
             return
         if session_id and (prompt or blueprint):

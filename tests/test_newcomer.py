@@ -270,3 +270,10 @@ def test_docs_page_loads_swagger_from_this_server(tmp_path):
         assert c.get("/web/swagger/swagger-ui-bundle.js").text.lstrip().startswith("/*")
         assert c.get("/web/swagger/..%2Fsecret").status_code == 404
         assert c.get("/redoc").status_code == 404
+
+
+def test_chat_list_at_80_columns_shows_whole_session_ids(cli):
+    res = cli("chat", "a black cat next to a wooden bench under a street lamp in a quiet park at night", "--json")
+    sid = json.loads(res.stdout.splitlines()[0])["session_id"]
+    listed = cli("chat", "--list", env={"COLUMNS": "80"})
+    assert sid in listed.stdout and max(len(line) for line in listed.stdout.splitlines()) <= 80
