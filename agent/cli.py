@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -85,7 +85,17 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on std
 ConfigOpt = typer.Option(None, "--config", help="Extra profiles TOML file.")
 OutOpt = typer.Option(None, "--out", "-o", help="Also save the image here: a .png file, or a folder (NEW/ is created) where it is named <run id>.png.")
 KeepGoingOpt = typer.Option(False, "--keep-going", help="Keep running independent branches after a node fails.")
-PlannerOpt = typer.Option(None, "--planner", help="Planner kind: rule, vllm-server, vllm-local, transformers.")
+PLANNERS = ("rule", "vllm-server", "vllm-local", "transformers")
+
+
+def _planner_kind(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in PLANNERS:
+        raise typer.BadParameter(f"'{value}' is not a planner kind; use one of {', '.join(PLANNERS)}")
+    return value
+
+
+PlannerOpt = typer.Option(None, "--planner", callback=_planner_kind,
+                          help="Planner kind: rule, vllm-server, vllm-local, transformers.")
 UrlOpt = typer.Option(None, "--vllm-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1")
 ModelOpt = typer.Option(None, "--llm", help="LLM model id or folder for the planner.")
 CritiqueOpt = typer.Option(False, "--critique", help="ArtAug: let the VLM critique the image and keep edits that raise the aesthetic score.")

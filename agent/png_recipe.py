@@ -26,14 +26,15 @@ FORMAT = 1
 MAX_RECIPE_CHARS = 8 * 1024 * 1024  # a blueprint and a graph are small JSON; anything near this is not ours
 
 
-def recipe_of(record, profile: str) -> dict:
-    """The recipe of one run, read from its record (request, blueprint and graph as written before it ran)."""
+def recipe_of(record, profile: str, *, blueprint_file: str = "blueprint.json", graph_file: str = "graph.json") -> dict:
+    """The recipe of one run, read from its record (request, blueprint and graph as written before it ran; a
+    repaint run names its best round's files)."""
     request = record.read_json("request.json") if record.exists("request.json") else {}
-    graph = record.read_json("graph.json") if record.exists("graph.json") else None
-    blueprint = record.read_json("blueprint.json") if record.exists("blueprint.json") else None
+    graph = record.read_json(graph_file) if record.exists(graph_file) else None
+    blueprint = record.read_json(blueprint_file) if record.exists(blueprint_file) else None
     seed = request.get("seed", (graph or {}).get("seed", 0))
-    recipe = {"format": FORMAT, "run_id": record.id, "profile": request.get("profile", profile), "seed": seed,
-              "graph": graph}
+    recipe = {"format": FORMAT, "run_id": record.id, "kind": request.get("kind", "prompt"),
+              "profile": request.get("profile", profile), "seed": seed, "graph": graph}
     if blueprint is not None:
         recipe["blueprint"] = blueprint
     if request.get("prompt"):

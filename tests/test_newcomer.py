@@ -78,6 +78,11 @@ def test_a_missing_extra_names_the_install(cli, monkeypatch, module, args, extra
         assert json.loads(status.read_text())["status"] != "created"  # never left looking alive
 
 
+def test_an_unknown_planner_is_a_usage_error(cli):
+    res = cli("generate", "a cat", "--planner", "foo")
+    assert res.exit_code == 2 and "foo" in res.output and "vllm-server" in res.output
+
+
 def test_distill_checks_its_folder_before_importing_torch(cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     res = cli("distill", "no-such-folder")
@@ -277,3 +282,15 @@ def test_chat_list_at_80_columns_shows_whole_session_ids(cli):
     sid = json.loads(res.stdout.splitlines()[0])["session_id"]
     listed = cli("chat", "--list", env={"COLUMNS": "80"})
     assert sid in listed.stdout and max(len(line) for line in listed.stdout.splitlines()) <= 80
+
+
+def test_a_repaint_png_carries_its_best_rounds_blueprint(cli, tmp_path):
+    generated(cli, "a red cube left of a blue sphere", "--out", "cube.png")
+    res = cli("repaint", "cube.png", "--rounds", "1", "--variants", "1", "--out", "again.png", "--json")
+    assert res.exit_code == 0, res.output
+    run_id = json.loads(res.stdout)["run_id"]
+    with Image.open(tmp_path / "again.png") as im:
+        recipe = json.loads(im.text["scenewright"])
+    assert recipe["kind"] == "repaint" and recipe["run_id"] == run_id
+    assert recipe["blueprint"]["objects"] and recipe["graph"]["nodes"]
+    assert cli("run", "again.png", "--json").exit_code == 0
