@@ -35,6 +35,8 @@ Examples:
 
   scenewright run plan.json --seed 3 --out apples.png
 
+  scenewright run apples.png      (a PNG a run wrote carries its recipe)
+
   scenewright runs; scenewright show RUN_ID; scenewright resume RUN_ID
 """
 
@@ -83,7 +85,7 @@ SeedOpt = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Run seed; every 
 ProfileOpt = typer.Option("preview", "--profile", "-p", help="Profile name (see `scenewright profiles`).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="Extra profiles TOML file.")
-OutOpt = typer.Option(None, "--out", "-o", help="Also save the image here: a .png file, or a folder (NEW/ is created) where it is named <run id>.png.")
+OutOpt = typer.Option(None, "--out", "-o", metavar="FILE.png|DIR/", help="Also save the image here: a .png file, or a folder (NEW/ is created) where it is named <run id>.png.")
 KeepGoingOpt = typer.Option(False, "--keep-going", help="Keep running independent branches after a node fails.")
 PLANNERS = ("rule", "vllm-server", "vllm-local", "transformers")
 
@@ -178,6 +180,7 @@ def out_target(out: Optional[str]) -> Optional[Path]:
             raise UserError(f"--out {out}: folder {p.parent} does not exist; create it first")
         if p.exists():
             raise UserError(f"--out {out}: {p} exists and is not a folder")
+        p.mkdir()  # asked for with the slash; one level only
         return p
     if p.suffix.lower() != ".png":
         raise UserError(f"--out {out}: the image is a PNG; give a file name ending in .png or a folder (end it with /)")
@@ -189,8 +192,7 @@ def out_target(out: Optional[str]) -> Optional[Path]:
 def save_copy(image: str, run_id: str, target: Path) -> Path:
     """Copy a run's PNG to ``--out``: into a folder as ``<run id>.png`` (never overwriting another run's), or to
     the file named. The copy keeps the recipe chunks, so ``scenewright run`` reproduces it."""
-    if target.is_dir() or not target.suffix:
-        target.mkdir(exist_ok=True)
+    if target.is_dir():
         target = target / f"{run_id}.png"
     shutil.copyfile(image, target)
     return target.resolve()

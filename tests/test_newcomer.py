@@ -156,6 +156,8 @@ def test_out_to_a_new_folder_writes_a_unique_file_inside(cli, tmp_path):
     res = cli("generate", "a red cube", "--out", "shots")  # an existing folder, no slash
     assert res.exit_code == 0 and "saved: " in res.stdout
     assert len(list((tmp_path / "shots").iterdir())) == 3
+    dotted = generated(cli, "a red cube", "--out", "v1.d/")  # a folder, whatever its name looks like
+    assert (tmp_path / "v1.d" / f"{dotted['run_id']}.png").is_file()
 
 
 def test_out_into_a_missing_folder_is_refused_before_running(cli, tmp_path):
