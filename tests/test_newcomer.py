@@ -234,6 +234,8 @@ def test_planner_notices_reach_the_cli_json_and_record(cli, monkeypatch):
     res = cli("runs", "--json")
     shown = cli("show", json.loads(res.stdout)[0]["run_id"])
     assert "note: only the first 8000 characters were read" in shown.stdout
+    res = cli("chat", "a red cube", "--json")  # a session's first turn: with its changes
+    assert "note: only the first 8000 characters were read" in json.loads(res.stdout)["changes"]
 
 
 # --- the recipe in the PNG ----------------------------------------------------------------------------------------
