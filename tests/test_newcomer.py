@@ -298,3 +298,31 @@ def test_a_repaint_png_carries_its_best_rounds_blueprint(cli, tmp_path):
     assert recipe["kind"] == "repaint" and recipe["run_id"] == run_id
     assert recipe["blueprint"]["objects"] and recipe["graph"]["nodes"]
     assert cli("run", "again.png", "--json").exit_code == 0
+
+
+@pytest.mark.parametrize("text, compress, says", [
+    ("{not json", False, "not valid JSON"),
+    (json.dumps({"seed": 1}), False, "neither a blueprint nor a graph"),
+    ("x" * (9 * 1024 * 1024), True, "larger than"),  # inflates past the cap: refused, not read into memory
+])
+def test_a_damaged_recipe_is_one_line(cli, tmp_path, text, compress, says):
+    from agent.png_recipe import PNG_MAGIC, _itxt
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    data = (tmp_path / "plain.png").read_bytes()
+    (tmp_path / "bad.png").write_bytes(PNG_MAGIC + data[8:33] + _itxt("scenewright", text, compress) + data[33:])
+    res = cli("run", "bad.png")
+    assert res.exit_code == 2 and says in res.stderr and "Traceback" not in res.output, res.output
+    (tmp_path / "cut.png").write_bytes(data[:20])
+    res = cli("run", "cut.png")
+    assert res.exit_code == 2 and "cut.png" in res.stderr
+
+
+def test_the_recipe_is_spliced_in_without_reencoding(cli, tmp_path):
+    out = generated(cli, "a red cube", "--out", "cube.png")
+    sha = json.loads((Path(out["run_dir"]) / "result.json").read_text())["image_sha256"]
+    home = tmp_path / "home"
+    stored = next(home.glob(f"artifacts/*/{sha}.png")).read_bytes()
+    written = (tmp_path / "cube.png").read_bytes()
+    idat = lambda b: b[b.index(b"IDAT") - 4:]  # noqa: E731  (the image data and everything after it)
+    assert idat(written) == idat(stored)
