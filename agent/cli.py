@@ -384,8 +384,12 @@ def show(run_id: str = typer.Argument(...), as_json: bool = JsonOpt):
     if record.exists("blueprint.json"):
         from agent.blueprint import parse_blueprint
 
-        bp = parse_blueprint(record.read_json("blueprint.json"), check=False)
-        Console(soft_wrap=False).print(blueprint_table(bp))
+        try:
+            bp = parse_blueprint(record.read_json("blueprint.json"), check=False)
+        except (BlueprintError, ValueError) as e:  # a damaged record: say so, show the rest
+            out.print(f"blueprint.json is damaged: {str(e).splitlines()[0]}")
+        else:
+            Console(soft_wrap=False).print(blueprint_table(bp))
     res = info["result"]
     if res:
         out.print(f"image: {res['image']}\nnodes: {res['total_nodes']} ({res['cached_nodes']} from cache), {res['seconds']}s")

@@ -326,3 +326,10 @@ def test_the_recipe_is_spliced_in_without_reencoding(cli, tmp_path):
     written = (tmp_path / "cube.png").read_bytes()
     idat = lambda b: b[b.index(b"IDAT") - 4:]  # noqa: E731  (the image data and everything after it)
     assert idat(written) == idat(stored)
+
+
+def test_show_of_a_damaged_blueprint_says_so(cli):
+    run = generated(cli)
+    (Path(run["run_dir"]) / "blueprint.json").write_text('{"objects": "nope"}')
+    res = cli("show", run["run_id"])
+    assert res.exit_code == 0 and "blueprint.json is damaged" in res.stdout
