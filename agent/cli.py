@@ -590,7 +590,7 @@ def serve(
         application = create_app(engine, token=need, max_body=max_body)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
-              f" store {engine.store.home}){'  token required' if need else ''}", highlight=False)
+              f" store {engine.store.home}){'  token required' if need else ''}", highlight=False, markup=False)
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -70,7 +70,7 @@ def add(
     except Exception as e:  # noqa: BLE001 - a model that cannot load, a full disk: one line, not a traceback
         _fail(f"indexing failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     for line in report.skipped:
-        _err.print(f"skipped {line}", highlight=False, soft_wrap=True)
+        _err.print(f"skipped {escape(line)}", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps({"added": [e.to_dict() for e in report.added], "duplicates": report.duplicates,
                                "skipped": report.skipped, "seconds": round(report.seconds, 3), "total": len(lib)}))
