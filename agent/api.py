@@ -158,6 +158,11 @@ class Engine:
         line naming the ``scenewright models pull`` (or ``convert``) to run. Checked once per Engine."""
         if self._models_checked:
             return
+        if self.profile.backend == "diffusers":  # before the weights: without these nothing could load them
+            import importlib
+
+            for module in ("torch", "diffusers", "transformers"):
+                importlib.import_module(module)  # ImportError names the module; the CLI names the extra
         from agent.model_roles import missing_models
 
         problem = missing_models(self.profile)
@@ -168,14 +173,25 @@ class Engine:
         self._models_checked = True
 
     # --- planning --------------------------------------------------------------------------------------------
-    def plan(self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None) -> Blueprint:
+    def plan(
+        self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None,
+        notices: list[str] | None = None,
+    ) -> Blueprint:
+        """The blueprint for a prompt. What the planner had to leave out (a cap, a cut, words it could not read)
+        is appended to ``notices``, the same channel as the profile's stand-ins: planners that can say so
+        implement ``plan_with_notices(prompt, seed=, canvas=) -> (Blueprint, list[str])``."""
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
         check_text(prompt)
         planner = build_planner(self.profile, RunRecorder(record, replay))
         try:
             canvas = Canvas(width=self.profile.width, height=self.profile.height)
-            return planner.plan(prompt, seed=seed, canvas=canvas)
+            if not hasattr(planner, "plan_with_notices"):
+                return planner.plan(prompt, seed=seed, canvas=canvas)
+            bp, said = planner.plan_with_notices(prompt, seed=seed, canvas=canvas)
+            if notices is not None:
+                notices.extend(said)
+            return bp
         except PlanningError:
             raise
         except BlueprintError as err:
@@ -225,13 +241,14 @@ class Engine:
         self.require_models()
         record = self.store.new_run(profile=self.profile.name, prompt=prompt)
         self._write_request(record, {"kind": "prompt", "prompt": prompt, "seed": seed})
+        said: list[str] = []
         try:
-            bp = self.plan(prompt, seed=seed, record=record)
-        except PlanningError as err:
-            record.set_status("failed", error=str(err))
+            bp = self.plan(prompt, seed=seed, record=record, notices=said)
+        except Exception as err:  # a planner error, or one a missing package raised: never left "created"
+            record.set_status("failed", error=str(err) or type(err).__name__)
             raise
         regions = self.plan_text_regions(bp, record=record)
-        return self._execute(record, bp, self.compile(bp, seed=seed, text_regions=regions))
+        return self._execute(record, bp, self.compile(bp, seed=seed, text_regions=regions), notices=said)
 
     def run_blueprint(self, bp: Blueprint, *, seed: int | None = None) -> RunOutcome:
         self.require_models()
@@ -264,12 +281,16 @@ class Engine:
             _mark_failed(record, err)
             raise
 
-    def _execute(self, record: RunRecord, bp: Blueprint | None, graph: Graph, fresh: bool = True) -> RunOutcome:
+    def _execute(
+        self, record: RunRecord, bp: Blueprint | None, graph: Graph, fresh: bool = True, notices: list[str] = (),
+    ) -> RunOutcome:
         if fresh:
             if bp is not None:
                 record.write_text("blueprint.json", bp.to_json())
             record.write_text("graph.json", graph.to_json())
-            record.write_json("env.json", self.environment())
+            env = self.environment()
+            env["notices"] = env["notices"] + list(notices)
+            record.write_json("env.json", env)
         record.set_status("running")
         executor = Executor(self.registry, self.store, keep_going=self.keep_going, on_event=self.on_event)
         self._attach_recorder(record)
@@ -299,7 +320,10 @@ class Engine:
         image = None
         if isinstance(result.output, dict) and "$artifact" in result.output:
             image = record.dir / "final.png"
-            self.store.copy_artifact(result.output["$artifact"], image)
+            from agent.png_recipe import recipe_of, write_png  # the PNG carries how it was made
+
+            self.store.check_artifact(result.output["$artifact"])  # a damaged artifact never becomes the image
+            write_png(self.store.artifact_path(result.output["$artifact"]), image, recipe_of(record, self.profile.name))
         status = "done" if result.ok else "failed"
         summary = {
             "status": status,
@@ -321,8 +345,14 @@ class Engine:
         return RunOutcome(
             run_id=record.id, run_dir=str(record.dir), image=summary["image"], ok=result.ok,
             total_nodes=result.total_nodes, cached_nodes=result.cached_nodes, seconds=summary["seconds"],
-            failed=result.failed, loops=result.loops, notices=self.notices(),
+            failed=result.failed, loops=result.loops, notices=self._notices_of(record),
         )
+
+    def _notices_of(self, record: RunRecord) -> list[str]:
+        """The run's notices as its env.json has them (stand-ins and planner notices), else the profile's."""
+        if record.exists("env.json"):
+            return list(record.read_json("env.json").get("notices", []))
+        return self.notices()
 
     def environment(self) -> dict:
         versions = {}
@@ -373,6 +403,8 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
     if p.stat().st_size > MAX_PLAN_FILE_BYTES:
         raise UserError(f"{p} is larger than {MAX_PLAN_FILE_BYTES // 1024 // 1024} MiB; a plan file is small JSON")
     raw = p.read_bytes()
+    if raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _plan_of_png(p)
     if not raw.strip():
         raise UserError(f"{p} is empty; give a blueprint or graph JSON file (see `scenewright plan --json`)")
     try:
@@ -420,6 +452,26 @@ def _artifact_names(value):
     elif isinstance(value, list):
         for v in value:
             yield from _artifact_names(v)
+
+
+def _plan_of_png(p: Path) -> Blueprint | Graph:
+    """The blueprint (else the graph) a scenewright PNG carries, with the seed it ran with."""
+    from agent.png_recipe import RecipeError, read_recipe
+
+    try:
+        recipe = read_recipe(p)
+    except RecipeError as err:
+        raise UserError(str(err)) from None
+    seed = recipe.get("seed")
+    try:
+        if isinstance(recipe.get("blueprint"), dict):
+            bp = parse_blueprint(recipe["blueprint"])
+            return bp.model_copy(update={"seed": seed}) if isinstance(seed, int) and 0 <= seed < 2**32 else bp
+        return Graph.model_validate(recipe["graph"])
+    except BlueprintError as err:
+        raise UserError(f"{p}: the recipe's blueprint is invalid: {err.errors[0]}") from None
+    except ValueError as err:  # pydantic ValidationError of a graph
+        raise UserError(f"{p}: the recipe's graph is invalid: {str(err).splitlines()[0]}") from None
 
 
 def _nesting_depth(text: str) -> int:

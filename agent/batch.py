@@ -4,8 +4,9 @@
     from agent.batch import load_items, run_batch
     summary = run_batch(Engine("preview"), load_items("prompts.txt"), concurrency=4, out="results.jsonl")
 
-Input is a text file (one prompt a line; blank lines and ``#`` comments skipped) or a folder of plan files
-(``*.json``: blueprints from ``plan --json`` or graphs from a run's ``graph.json``), in name order. Each item is
+Input is a text file (one prompt a line; blank lines and ``#`` comments skipped), a folder of plan files
+(``*.json``: blueprints from ``plan --json`` or graphs from a run's ``graph.json``), in name order, or one plan
+file (a ``.json`` file is never read as prompts). Each item is
 one ordinary run (its own run record, so ``resume`` and ``replay`` work on it). Results go to a JSONL file, one
 line per item as it finishes (``index`` says which), so a crash keeps every finished line.
 
@@ -100,6 +101,9 @@ def load_items(path: str | Path) -> list[BatchItem]:
         return [BatchItem(index=i, source=str(f), kind="plan", path=str(f)) for i, f in enumerate(files)]
     if not p.is_file():  # a pipe or a device would block or never end
         raise UserError(f"{p} is not a regular file (a pipe, a device?); give a text file of prompts or a folder")
+    if p.suffix.lower() in (".json", ".png"):  # one plan file (or a PNG's recipe) is one item, checked now
+        load_plan_file(p)
+        return [BatchItem(index=0, source=str(p), kind="plan", path=str(p))]
     if p.stat().st_size > MAX_PROMPT_FILE_BYTES:
         raise UserError(f"{p} is larger than {MAX_PROMPT_FILE_BYTES // 1024 // 1024} MiB; split the batch")
     try:

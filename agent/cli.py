@@ -4,6 +4,7 @@ ends with exit code 1 and its record kept for ``resume``."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -12,10 +13,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from agent.api import Engine, RunOutcome, UserError, load_plan_file
 from agent.blueprint import Blueprint, BlueprintError, json_schema
@@ -34,9 +37,12 @@ Examples:
 
   scenewright run plan.json --seed 3 --out apples.png
 
+  scenewright run apples.png      (a PNG a run wrote carries its recipe)
+
   scenewright runs; scenewright show RUN_ID; scenewright resume RUN_ID
 """
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="scenewright",
     help="Plan first, paint second: LLM-orchestrated image generation.\n" + EXAMPLES,
@@ -44,40 +50,96 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
 )
 err = Console(stderr=True)
+
+# the extra that installs a module a command imports (pyproject.toml's optional-dependencies)
+EXTRAS = {
+    "uvicorn": "serve", "fastapi": "serve", "starlette": "serve", "httpx": "llm", "torch": "gpu",
+    "diffusers": "gpu", "transformers": "gpu", "accelerate": "gpu", "safetensors": "gpu", "peft": "train",
+    "easyocr": "ocr", "faiss": "rag", "vllm": "vllm", "swagger_ui_bundle": "serve",
+}
+
+
+def cell(value) -> Text:
+    """A table cell that shows user or model text as it is (a ``[/]`` in a prompt is not markup)."""
+    return Text("" if value is None else str(value))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            print(f"scenewright {metadata.version('scenewright')}")
+        except metadata.PackageNotFoundError:
+            print("scenewright (not installed; running from a source tree)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")):
+    """Plan first, paint second: LLM-orchestrated image generation."""
 
 SeedOpt = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Run seed; every node's seed derives from it.")
 ProfileOpt = typer.Option("preview", "--profile", "-p", help="Profile name (see `scenewright profiles`).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="Extra profiles TOML file.")
-OutOpt = typer.Option(None, "--out", "-o", help="Also copy the final image to this file or folder.")
+OutOpt = typer.Option(None, "--out", "-o", metavar="FILE.png|DIR/", help="Also save the image here: a .png file, or a folder (NEW/ is created) where it is named <run id>.png.")
 KeepGoingOpt = typer.Option(False, "--keep-going", help="Keep running independent branches after a node fails.")
-PlannerOpt = typer.Option(None, "--planner", help="Planner kind: rule, vllm-server, vllm-local, transformers.")
+PLANNERS = ("rule", "vllm-server", "vllm-local", "transformers")
+
+
+def _planner_kind(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in PLANNERS:
+        raise typer.BadParameter(f"'{value}' is not a planner kind; use one of {', '.join(PLANNERS)}")
+    return value
+
+
+PlannerOpt = typer.Option(None, "--planner", callback=_planner_kind,
+                          help="Planner kind: rule, vllm-server, vllm-local, transformers.")
 UrlOpt = typer.Option(None, "--vllm-url", help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1")
 ModelOpt = typer.Option(None, "--llm", help="LLM model id or folder for the planner.")
 CritiqueOpt = typer.Option(False, "--critique", help="ArtAug: let the VLM critique the image and keep edits that raise the aesthetic score.")
 CritiqueRoundsOpt = typer.Option(2, "--critique-rounds", min=0, max=8, help="Most critique rounds with --critique.")
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2, as_json: bool = False) -> None:
+    """One line on stderr (and, under ``--json``, ``{"error": ...}`` on stdout), then exit ``code``."""
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
+def missing_extra(e: ImportError) -> str:
+    """'serve needs uvicorn: pip install ...' for a module an optional extra installs."""
+    module = (e.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return f"a Python package is missing: {e}"
+    return (f"this needs the Python package '{module}', which is not installed; install it with"
+            f" pip install 'scenewright[{extra}]' (from a checkout: pip install -e '.[{extra}]')")
+
+
 @contextmanager
-def user_errors():
+def user_errors(as_json: bool = False):
     """Turn the errors a user can cause into one line and the right exit code; never a traceback."""
     try:
         yield
     except (UserError, BlueprintError, GraphError, ProfileError, FileNotFoundError, StoreError, ModelNotFound) as e:
-        fail(str(e), 2)
+        fail(str(e), 2, as_json)
     except sqlite3.DatabaseError as e:  # a read the store did not wrap: still one line, naming the file
-        fail(f"the store's index {default_home() / 'index.sqlite'} is damaged ({e}); `scenewright doctor --repair`", 2)
+        fail(f"the store's index {default_home() / 'index.sqlite'} is damaged ({e}); `scenewright doctor --repair`",
+             2, as_json)
+    except ImportError as e:  # an optional extra is not installed: name it
+        fail(missing_extra(e), 2, as_json)
     except PlanningError as e:
-        fail(str(e), 1)
+        fail(str(e), 1, as_json)
     except KeyboardInterrupt:
-        fail("interrupted; `scenewright resume RUN_ID` continues the run", 130)
+        fail("interrupted; `scenewright runs` lists it and `scenewright resume <run id>` continues it", 130, as_json)
 
 
 @contextmanager
@@ -110,22 +172,56 @@ def make_engine(profile, config, keep_going, on_event, planner=None, url=None, l
     )
 
 
+def out_target(out: Optional[str]) -> Optional[Path]:
+    """Check ``--out`` before anything runs: a folder (existing, or ``NEW/`` whose parent exists) or a ``.png``
+    file in an existing folder. Returns the folder or file; bad values are one line, exit 2, nothing run."""
+    if not out:
+        return None
+    p = Path(out).expanduser()
+    if p.is_dir():
+        return p
+    if out.endswith(("/", os.sep)):
+        if not p.parent.is_dir():
+            raise UserError(f"--out {out}: folder {p.parent} does not exist; create it first")
+        if p.exists():
+            raise UserError(f"--out {out}: {p} exists and is not a folder")
+        p.mkdir()  # asked for with the slash; one level only
+        return p
+    if p.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: the image is a PNG; give a file name ending in .png or a folder (end it with /)")
+    if not p.parent.is_dir():
+        raise UserError(f"--out {out}: folder {p.parent} does not exist; create it first (or end --out with /)")
+    return p
+
+
+def save_copy(image: str, run_id: str, target: Path) -> Path:
+    """Copy a run's PNG to ``--out``: into a folder as ``<run id>.png`` (never overwriting another run's), or to
+    the file named. The copy keeps the recipe chunks, so ``scenewright run`` reproduces it."""
+    if target.is_dir():
+        target = target / f"{run_id}.png"
+    shutil.copyfile(image, target)
+    return target.resolve()
+
+
+def print_notices(notices) -> None:
+    for notice in notices:
+        err.print(f"[yellow]note:[/] {escape(notice)}", highlight=False, soft_wrap=True)
+
+
 def report(outcome: RunOutcome, as_json: bool, out: Optional[Path]) -> None:
-    if out and outcome.image:
-        target = out / Path(outcome.image).name if out.is_dir() else out
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(outcome.image, target)
+    saved = save_copy(outcome.image, outcome.run_id, out) if out and outcome.image else None
     if as_json:
-        print(json.dumps(outcome.to_dict(), indent=2))
+        print(json.dumps({**outcome.to_dict(), "saved": str(saved) if saved else None}, indent=2))
     else:
-        for notice in outcome.notices:
-            err.print(f"[yellow]note:[/] {escape(notice)}", highlight=False, soft_wrap=True)
+        print_notices(outcome.notices)
         status = "[green]done[/]" if outcome.ok else "[red]failed[/]"
         err.print(f"{status} run {outcome.run_id}: {outcome.total_nodes} nodes, {outcome.cached_nodes} from cache, {outcome.seconds:.2f}s")
         for node, message in outcome.failed.items():
-            err.print(f"  [red]{node}[/]: {message}", highlight=False)
+            err.print(f"  [red]{escape(node)}[/]: {escape(message)}", highlight=False)
         if outcome.image:
             print(f"image: {outcome.image}")
+        if saved:
+            print(f"saved: {saved}")
         print(f"run:   {outcome.run_dir}")
     if not outcome.ok:
         if not as_json:
@@ -136,17 +232,18 @@ def report(outcome: RunOutcome, as_json: bool, out: Optional[Path]) -> None:
 @app.command(epilog='Example: scenewright generate "a red cube left of a blue sphere, a sign reading OPEN" --seed 7')
 def generate(
     prompt: str = typer.Argument(..., help="What to paint; long, detailed prompts are welcome."),
-    seed: int = SeedOpt, profile: str = ProfileOpt, out: Optional[Path] = OutOpt, as_json: bool = JsonOpt,
+    seed: int = SeedOpt, profile: str = ProfileOpt, out: Optional[str] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
     planner: Optional[str] = PlannerOpt, vllm_url: Optional[str] = UrlOpt, llm: Optional[str] = ModelOpt,
     critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
 ):
     """Plan a prompt into a blueprint and paint it."""
-    with user_errors(), progress_events(not as_json) as on_event:
+    with user_errors(as_json), progress_events(not as_json) as on_event:
+        target = out_target(out)
         engine = make_engine(profile, config, keep_going, on_event, planner, vllm_url, llm,
                              {"rounds": critique_rounds} if critique else None)
         outcome = engine.generate(prompt, seed=seed)
-    report(outcome, as_json, out)
+    report(outcome, as_json, target)
 
 
 @app.command(epilog='Example: scenewright plan "two dogs under a tree, a banner saying HELLO" --json > plan.json')
@@ -157,29 +254,42 @@ def plan(
 ):
     """Show the blueprint for a prompt without painting it."""
     with user_errors():
-        bp = make_engine(profile, config, False, None, planner, vllm_url, llm).plan(prompt, seed=seed)
+        said: list[str] = []
+        engine = make_engine(profile, config, False, None, planner, vllm_url, llm)
+        bp = engine.plan(prompt, seed=seed, notices=said)
+    print_notices(engine.notices() + said)
     if as_json:
         sys.stdout.write(bp.to_json())
         return
-    table = Table("object", "box [x0, y0, x1, y1]", "description", title=f"background: {bp.background or '-'}   style: {bp.style or '-'}")
+    Console().print(blueprint_table(bp))
+
+
+def blueprint_table(bp: Blueprint, title: str | None = None) -> Table:
+    """Objects and texts with their boxes; background and style in the title. Every cell is plain text."""
+    head = Text(title or f"background: {bp.background or '-'}   style: {bp.style or '-'}")
+    table = Table("object", escape("box [x0, y0, x1, y1]"), "description", title=head, title_justify="left")
     for o in bp.objects:
-        table.add_row(o.name, ", ".join(f"{v:.2f}" for v in o.box), o.description)
+        table.add_row(cell(o.name), cell(", ".join(f"{v:.2f}" for v in o.box)), cell(o.description))
     for t in bp.texts:
-        table.add_row(f'text "{t.content}"', ", ".join(f"{v:.2f}" for v in t.box), t.style)
-    Console().print(table)
+        table.add_row(cell(f'text "{t.content}"'), cell(", ".join(f"{v:.2f}" for v in t.box)), cell(t.style))
+    return table
 
 
 @app.command(epilog="Example: scenewright run plan.json --seed 3 --json")
 def run(
-    file: Path = typer.Argument(..., help="A saved blueprint (plan --json) or graph (graph.json of a run)."),
+    file: Path = typer.Argument(..., help="A saved blueprint (plan --json), a graph (a run's graph.json) or a PNG a run wrote (its recipe)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Override the file's seed."),
-    profile: str = ProfileOpt, out: Optional[Path] = OutOpt, as_json: bool = JsonOpt,
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Profile name (default: the PNG's, else preview)."),
+    out: Optional[str] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
     critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
 ):
-    """Execute a saved blueprint or graph file."""
-    with user_errors(), progress_events(not as_json) as on_event:
+    """Execute a saved blueprint or graph file, or reproduce a PNG from the recipe it carries."""
+    with user_errors(as_json), progress_events(not as_json) as on_event:
+        target = out_target(out)
         plan_obj = load_plan_file(file)
+        if profile is None:
+            profile = png_profile(file) or "preview"
         if critique and not isinstance(plan_obj, Blueprint):
             raise UserError("--critique needs a blueprint file (a graph file is run as it is); use plan --json")
         engine = make_engine(profile, config, keep_going, on_event, critique={"rounds": critique_rounds} if critique else None)
@@ -189,21 +299,33 @@ def run(
             if seed is not None:
                 plan_obj = plan_obj.model_copy(update={"seed": seed})
             outcome = engine.run_graph(plan_obj)
-    report(outcome, as_json, out)
+    report(outcome, as_json, target)
+
+
+def png_profile(file: Path) -> Optional[str]:
+    """The profile a scenewright PNG was made on (None for other files)."""
+    from agent.png_recipe import PNG_MAGIC, read_recipe
+
+    with open(file, "rb") as fh:
+        if fh.read(8) != PNG_MAGIC:
+            return None
+    found = read_recipe(file).get("profile")
+    return found if isinstance(found, str) else None
 
 
 @app.command()
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue (see `scenewright runs`)."),
-    as_json: bool = JsonOpt, out: Optional[Path] = OutOpt, keep_going: bool = KeepGoingOpt,
+    as_json: bool = JsonOpt, out: Optional[str] = OutOpt, keep_going: bool = KeepGoingOpt,
     config: Optional[Path] = ConfigOpt,
 ):
     """Continue a run that crashed or was interrupted; finished nodes are reused from the cache."""
-    with user_errors(), progress_events(not as_json) as on_event:
+    with user_errors(as_json), progress_events(not as_json) as on_event:
+        target = out_target(out)
         record = Store().open_run(run_id)  # the run's own profile is used below
         profile = record.read_json("request.json").get("profile", "preview") if record.exists("request.json") else "preview"
         outcome = make_engine(profile, config, keep_going, on_event).resume(run_id)
-    report(outcome, as_json, out)
+    report(outcome, as_json, target)
 
 
 @app.command()
@@ -214,11 +336,28 @@ def runs(limit: int = typer.Option(20, min=1, max=10_000), as_json: bool = JsonO
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("run", "status", "profile", "nodes", "cached", "seconds", "prompt")
-    for r in rows:
-        table.add_row(r["run_id"], r["status"], r["profile"], str(r["nodes"] or ""), str(r["cached"] or ""),
-                      f"{r['seconds']:.2f}" if r["seconds"] else "", (r["prompt"] or "")[:60])
-    Console().print(table)
+    Console().print(fitted_table(
+        ("run", "status", "profile", "nodes", "cached", "seconds"), "prompt",
+        [((r["run_id"], r["status"], r["profile"], r["nodes"], r["cached"],
+           f"{r['seconds']:.2f}" if r["seconds"] is not None else None), r["prompt"]) for r in rows],
+        right=("nodes", "cached", "seconds"),
+    ))
+
+
+def fitted_table(names, last: str, rows, right=()) -> Table:
+    """A table whose columns are never cut (ids: every other command takes them) and whose last column (a prompt,
+    a title) gets the width that is left, shortened with an ellipsis. Every cell is plain text."""
+    cells = [[cell(v) for v in fixed] for fixed, _ in rows]
+    widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name, width in zip(names, widths):
+        table.add_column(name, no_wrap=True, min_width=width, justify="right" if name in right else "left")
+    room = max(Console().width - sum(widths) - 3 * len(names) - 1, 8)
+    table.add_column(last, no_wrap=True, max_width=room)
+    for c, (_, text) in zip(cells, rows):
+        text = " ".join((text or "").split())
+        table.add_row(*c, cell(text if len(text) <= room else text[: room - 1] + "…"))
+    return table
 
 
 @app.command()
@@ -232,20 +371,40 @@ def show(run_id: str = typer.Argument(...), as_json: bool = JsonOpt):
             "status": record.read_json("status.json") if record.exists("status.json") else None,
             "request": record.read_json("request.json") if record.exists("request.json") else None,
             "result": record.read_json("result.json") if record.exists("result.json") else None,
+            "notices": record.read_json("env.json").get("notices", []) if record.exists("env.json") else [],
         }
     if as_json:
         print(json.dumps(info, indent=2))
         return
+    out = Console(highlight=False, soft_wrap=True, markup=False)
     status = (info["status"] or {}).get("status", "unknown")
-    Console().print(f"[bold]{run_id}[/]  {status}  ({record.dir})")
-    if info["request"]:
-        Console().print(f"request: {json.dumps(info['request'], ensure_ascii=False)}", highlight=False)
+    req = info["request"] or {}
+    out.print(f"{run_id}  {status}  ({record.dir})")
+    out.print(f"{req.get('kind', '?')} run, profile {req.get('profile', '?')}, seed {req.get('seed', '?')}")
+    if req.get("prompt"):
+        out.print(f"prompt: {req['prompt']}")
+    for notice in info["notices"]:
+        out.print(f"note: {notice}")
+    if record.exists("blueprint.json"):
+        from agent.blueprint import parse_blueprint
+
+        try:
+            bp = parse_blueprint(record.read_json("blueprint.json"), check=False)
+        except (BlueprintError, ValueError) as e:  # a damaged record: say so, show the rest
+            out.print(f"blueprint.json is damaged: {str(e).splitlines()[0]}")
+        else:
+            Console(soft_wrap=False).print(blueprint_table(bp))
     res = info["result"]
     if res:
-        Console().print(f"image: {res['image']}\nnodes: {res['total_nodes']} ({res['cached_nodes']} cached), {res['seconds']}s")
+        out.print(f"image: {res['image']}\nnodes: {res['total_nodes']} ({res['cached_nodes']} from cache), {res['seconds']}s")
+        for node, message in (res.get("failed") or {}).items():
+            out.print(f"  failed {node}: {message}")
+        if res.get("loops"):
+            out.print("refinement loops (score per try, * the one kept):")
         for loop, trace in res.get("loops", {}).items():
             scores = " → ".join(f"{t['score']:.3f}{'*' if t['kept'] else ''}" for t in trace)
-            Console().print(f"  {loop}: {scores}", highlight=False)
+            out.print(f"  {loop}: {scores}")
+    out.print(f"all of it as JSON: scenewright show {run_id} --json")
 
 
 @app.command()
@@ -260,7 +419,7 @@ def profiles(config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt):
         return
     table = Table("profile", "backend", "planner", "description")
     for name, p in sorted(found.items()):
-        table.add_row(name, p.backend, p.planner.kind, p.description)
+        table.add_row(cell(name), cell(p.backend), cell(p.planner.kind), cell(p.description))
     Console().print(table)
 
 
@@ -283,18 +442,23 @@ def _print_turn(turn, as_json: bool) -> None:
     from agent.sessions import describe_turn
 
     if as_json:
-        print(json.dumps(describe_turn(turn), ensure_ascii=False))
+        print(json.dumps({"session_id": turn.session_id, **describe_turn(turn)}, ensure_ascii=False))
         return
     out = Console(highlight=False, soft_wrap=True)
     colour = {"done": "green", "failed": "red", "rejected": "red"}.get(turn.status, "yellow")
-    out.print(f"[bold]turn {turn.index}[/] [{colour}]{turn.status}[/] {turn.message!r}")
+    out.print(f"[bold]turn {turn.index}[/] [{colour}]{turn.status}[/] {escape(repr(turn.message))}")
     for change in turn.changes:
-        out.print(f"  • {change}")
+        out.print(f"  • {escape(change)}")
     if turn.error:
-        out.print(f"  [red]{turn.error}[/]")
+        out.print(f"  [red]{escape(turn.error)}[/]")
     if turn.run_id:
-        ran = ", ".join(turn.reran) if turn.reran else "nothing (all from cache)"
-        out.print(f"  re-ran: {ran}   [dim]({len(turn.cached)} from cache)[/]")
+        if turn.reran:
+            out.print(f"  re-ran: {escape(', '.join(turn.reran))}   [dim]({len(turn.cached)} from cache)[/]")
+        elif turn.cached:
+            out.print(f"  re-ran: nothing (all {len(turn.cached)} nodes from cache)")
+        else:
+            out.print(f"  re-ran: nothing (the picture of turn {turn.prev} as it is)" if turn.prev is not None
+                      else "  re-ran: nothing")
     if turn.image:
         print(f"  image: {turn.image}")
 
@@ -312,7 +476,7 @@ def chat(
     """Edit a picture in conversation: each message becomes edit operations, and only the nodes they touch re-run."""
     from agent.sessions import Sessions
 
-    with user_errors():
+    with user_errors(as_json):
         engine = make_engine(profile, config, False, None)
         sessions = Sessions(engine)
         if list_sessions:
@@ -320,10 +484,9 @@ def chat(
             if as_json:
                 print(json.dumps(rows, indent=2))
                 return
-            table = Table("turns", "updated", "title")
-            table.add_column("session", no_wrap=True)
-            for r in rows:
-                table.add_row(str(r["turns"]), r["updated"][:19], (r["title"] or "")[:60], r["session_id"])
+            table = fitted_table(("session", "turns", "updated"), "title",
+                                 [((r["session_id"], r["turns"], r["updated"][:19].replace("T", " ")), r["title"])
+                                  for r in rows], right=("turns",))
             Console().print(table)
             return
         if session_id and (prompt or blueprint):
@@ -351,13 +514,26 @@ def chat(
         if not (session_id and branch is None):
             _print_turn(session.turns()[-1], as_json)
         err.print(f"session {session.id}", highlight=False)
-        if message:
+        if message:  # every message is sent; one the session cannot apply is a rejected turn (exit 2 at the end)
+            statuses = []
             for text in message:
                 with progress_events(not as_json) as on_event:
-                    turn = session.send(text, on_event)  # a message it cannot read: one line, exit 2
+                    try:
+                        turn = session.process(session.submit(text).index, on_event)
+                    except UserError as e:  # not even queued (empty, too long): say so, go on
+                        if as_json:
+                            print(json.dumps({"session_id": session.id, "status": "rejected", "message": text,
+                                              "error": str(e)}, ensure_ascii=False))
+                        else:
+                            err.print(f"[red]rejected:[/] {escape(repr(text))}: {escape(str(e))}", highlight=False)
+                        statuses.append("rejected")
+                        continue
                 _print_turn(turn, as_json)
-                if turn.status == "failed":
-                    raise typer.Exit(1)
+                statuses.append(turn.status)
+            if "failed" in statuses:
+                raise typer.Exit(1)
+            if "rejected" in statuses:
+                raise typer.Exit(2)
             return
     if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 reach check_text as surrogates: one line each
         sys.stdin.reconfigure(errors="surrogateescape")
@@ -390,7 +566,7 @@ def chat(
             try:
                 session = session.branch(int(arg[0]))
             except UserError as e:
-                err.print(f"[red]error:[/] {e}", highlight=False)
+                err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
                 continue
             err.print(f"branched into session {session.id}", highlight=False)
             continue
@@ -398,7 +574,7 @@ def chat(
             with progress_events(not as_json) as on_event:
                 turn = session.send("undo" if text == "/undo" else text, on_event)
         except UserError as e:
-            err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             continue
         _print_turn(turn, as_json)
 
@@ -412,18 +588,18 @@ def serve(
     profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt,
 ):
     """Serve the HTTP API (OpenAPI at /docs) and the chat web page."""
-    import uvicorn
-
-    from agent.http_guard import GuardedH11Protocol
-    from agent.server import create_app, resolve_token
-
     with user_errors():
+        import uvicorn  # the serve extra; a missing one is a line naming it
+
+        from agent.http_guard import GuardedH11Protocol
+        from agent.server import create_app, resolve_token
+
         need = resolve_token(host, token)
         engine = make_engine(profile, config, False, None)
         application = create_app(engine, token=need, max_body=max_body, port=port or None)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
-              f" store {engine.store.home}){'  token required' if need else ''}", highlight=False)
+              f" store {engine.store.home}){'  token required' if need else ''}", highlight=False, markup=False)
     uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False, http=GuardedH11Protocol)
 
 
@@ -461,7 +637,7 @@ def batch(
                       f"{s['seconds']:.2f}", f"{s['items'] / s['seconds']:.2f}" if s["seconds"] else "-")
         Console().print(table)
         for r in [r for r in summary.results if not r.ok][:10]:
-            err.print(f"  [red]{r.source}[/]: {r.error}", highlight=False, soft_wrap=True)
+            err.print(f"  [red]{escape(r.source)}[/]: {escape(str(r.error))}", highlight=False, soft_wrap=True)
         print(f"results: {summary.out}")
     raise typer.Exit(summary.exit_code)
 
@@ -489,17 +665,18 @@ def replay(
         out = Console(highlight=False, soft_wrap=True)
         for c in report.cases:
             colour = {"pass": "green", "fail": "red", "error": "yellow"}[c.status]
-            out.print(f"[{colour}]{c.status.upper()}[/] {c.name}: {c.summary()}")
+            out.print(f"[{colour}]{c.status.upper()}[/] {escape(c.name)}: {escape(c.summary())}")
             for d in c.diffs[1:6] if c.status == "fail" else []:
-                out.print(f"    {'(downstream) ' if d.downstream else ''}{d.line()}")
+                out.print(f"    {'(downstream) ' if d.downstream else ''}{escape(d.line())}")
         out.print(f"{sum(c.status == 'pass' for c in report.cases)}/{len(report.cases)} match ({report.seconds:.2f}s)")
     for c in report.cases:
         if c.status == "error":
-            err.print(f"[bold red]error:[/] {c.name}: {c.error}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(c.name)}: {escape(str(c.error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(report.exit_code)
 
 
-suite_app = typer.Typer(help="Golden-case suites for `scenewright replay`.", no_args_is_help=True, rich_markup_mode=None)
+suite_app = typer.Typer(help="Golden-case suites for `scenewright replay`.", no_args_is_help=True, rich_markup_mode=None,
+                        context_settings=HELP_OPTIONS)
 app.add_typer(suite_app, name="suite")
 
 
@@ -518,9 +695,13 @@ def suite_add_cmd(
     print(f"pinned {run_id} as {dest}")
 
 
-@suite_app.command("list")
-def suite_list_cmd(suite: Path = typer.Option(Path("scenewright-suite"), "--suite")):
+@suite_app.command("list", epilog="Example: scenewright suite list tests/golden")
+def suite_list_cmd(
+    folder: Optional[Path] = typer.Argument(None, help="The suite folder (as `replay` takes it)."),
+    suite_opt: Optional[Path] = typer.Option(None, "--suite", help="The suite folder (same as the argument)."),
+):
     """List a suite's cases."""
+    suite = folder or suite_opt or Path("scenewright-suite")
     with user_errors():
         cases = suite / "cases"
         if not cases.is_dir():

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from agent.cli import ConfigOpt, JsonOpt, OutOpt, ProfileOpt, SeedOpt, app, err, fail, progress_events, user_errors
+from agent.cli import (
+    ConfigOpt, JsonOpt, OutOpt, ProfileOpt, SeedOpt, app, err, fail, out_target, progress_events, save_copy, user_errors,
+)
 
 
 @app.command(epilog="Example: scenewright repaint photo.png --rounds 3 --variants 3 --out again.png")
@@ -20,32 +21,32 @@ def repaint(
     variants: int = typer.Option(3, "--variants", min=1, max=8, help="Images per round (different seeds)."),
     threshold: float = typer.Option(0.95, "--threshold", min=0.0, max=1.0, help="Stop once similarity reaches this."),
     clip_weight: float = typer.Option(0.5, "--clip-weight", min=0.0, max=1.0, help="CLIP-I weight; DINOv2 gets the rest."),
-    seed: int = SeedOpt, profile: str = ProfileOpt, out: Optional[Path] = OutOpt, as_json: bool = JsonOpt,
+    seed: int = SeedOpt, profile: str = ProfileOpt, out: Optional[str] = OutOpt, as_json: bool = JsonOpt,
     config: Optional[Path] = ConfigOpt,
 ):
     """ImageRepainter: describe a reference image with the VLM, regenerate it, and revise until it looks alike."""
     from agent.api import Engine
     from agent.recipes.image_repainter import RepaintError, repaint as run_repaint
 
-    with user_errors(), progress_events(not as_json) as on_event:
+    with user_errors(as_json), progress_events(not as_json) as on_event:
+        target = out_target(out)
         engine = Engine(profile, config=config, on_event=on_event)
         try:
             summary = run_repaint(engine, image, rounds=rounds, variants=variants, threshold=threshold,
                                   clip_weight=clip_weight, seed=seed)
         except RepaintError as e:
             fail(str(e), 1)
-    if out:
-        target = out / Path(summary["image"]).name if out.is_dir() else out
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(summary["image"], target)
+    saved = save_copy(summary["image"], summary["run_id"], target) if target else None
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps({**summary, "saved": str(saved) if saved else None}, indent=2))
         return
     scores = " → ".join(f"{s:.3f}" for s in summary["score_trace"])
     err.print(f"[green]done[/] run {summary['run_id']}: {summary['rounds']} round(s), stopped on {summary['stopped']};"
               f" best round {summary['best_round']} ({summary['best_score']:.3f})", highlight=False)
     err.print(f"  similarity per round: {scores}", highlight=False)
     print(f"image: {summary['image']}")
+    if saved:
+        print(f"saved: {saved}")
     print(f"run:   {summary['run_dir']}")
 
 

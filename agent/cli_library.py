@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 library_app = typer.Typer(
     name="library",
@@ -20,6 +21,7 @@ library_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 _err = Console(stderr=True)
 
@@ -30,7 +32,7 @@ JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on std
 
 
 def _fail(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -68,7 +70,7 @@ def add(
     except Exception as e:  # noqa: BLE001 - a model that cannot load, a full disk: one line, not a traceback
         _fail(f"indexing failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     for line in report.skipped:
-        _err.print(f"skipped {line}", highlight=False, soft_wrap=True)
+        _err.print(f"skipped {escape(line)}", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps({"added": [e.to_dict() for e in report.added], "duplicates": report.duplicates,
                                "skipped": report.skipped, "seconds": round(report.seconds, 3), "total": len(lib)}))

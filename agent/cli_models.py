@@ -24,6 +24,7 @@ models_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 _err = Console(stderr=True)
 _out = Console()

@@ -149,6 +149,7 @@ def distill(
     dataset: str | Path, out: str | Path, profile, *, steps: int = 20, rank: int = 4, lr: float = 1e-4,
     max_pairs: int = 16, resolution: int | None = None, seed: int = 0,
 ) -> dict:  # fmt: skip
+    pairs = load_pairs(dataset, max_pairs)  # a wrong folder is said before the heavy imports (or their absence)
     import numpy as np
     import torch
     import torch.nn.functional as F

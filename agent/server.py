@@ -344,6 +344,8 @@ def create_app(
         title="scenewright",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs below: Swagger UI from the installed swagger-ui-bundle, so it works offline
+        redoc_url=None,  # ReDoc only loads from a CDN
         description="Plan first, paint second: chat sessions, runs, events and artifacts. "
         "Send `Authorization: Bearer <token>` when the server was started with a token.",
     )
@@ -371,6 +373,25 @@ def create_app(
         return Response(
             web.joinpath(name).read_bytes(), media_type=WEB_FILES[name], headers={"Cache-Control": "no-cache"}
         )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        if swagger_assets() is None:  # the serve extra was installed without it: the CDN, which needs a network
+            return get_swagger_ui_html(openapi_url=app.openapi_url, title="scenewright API")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title="scenewright API", swagger_js_url="/web/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/web/swagger/swagger-ui.css", swagger_favicon_url="/web/swagger/favicon-32x32.png",
+        )
+
+    @app.get("/web/swagger/{name}", include_in_schema=False)
+    def swagger_asset(name: str) -> Response:
+        folder = swagger_assets()
+        if folder is None or name not in SWAGGER_FILES:
+            raise HTTPException(404, "no such file")
+        return Response((folder / name).read_bytes(), media_type=SWAGGER_FILES[name],
+                        headers={"Cache-Control": "public, max-age=86400"})
 
     # --- sessions --------------------------------------------------------------------------------------------
     @app.get("/api/health")
@@ -534,6 +555,18 @@ def create_app(
     return _GuardedApp(
         app, token=token, max_body=max_body, check_host=(token is None) if check_host is None else check_host, port=port
     )
+
+
+SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
+
+
+def swagger_assets() -> Path | None:
+    """The folder of Swagger UI's files in the ``swagger-ui-bundle`` package (the serve extra), or None."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    return Path(str(swagger_ui_path))
 
 
 class _GuardedApp(Guard):

@@ -562,18 +562,20 @@ class ChatSession:
                 record,
                 {"kind": "prompt", "prompt": turn.message, "seed": turn.seed, "session": self.id, "turn": turn.index},
             )
+            said: list[str] = []  # what the planner left out: shown with the turn's changes (CLI, API, page)
             try:
-                bp = engine.plan(turn.message, seed=turn.seed, record=record)
+                bp = engine.plan(turn.message, seed=turn.seed, record=record, notices=said)
             except (PlanningError, UserError) as err:
                 record.set_status("failed", error=str(err))
                 raise
         else:
+            said = []
             bp = Blueprint.model_validate(turn.state["blueprint"])
             engine._write_request(
                 record, {"kind": "blueprint", "seed": bp.seed, "session": self.id, "turn": turn.index}
             )
         state = SceneState(blueprint=bp)
-        turn.changes = [f"planned {len(bp.objects)} objects, {len(bp.texts)} texts"]
+        turn.changes = [f"planned {len(bp.objects)} objects, {len(bp.texts)} texts"] + [f"note: {n}" for n in said]
         return self._run(turn, record, state, None, on_event)
 
     def _edit(self, turn: Turn, on_event) -> Turn:

@@ -184,7 +184,7 @@ def test_layout_is_the_requested_size_and_colours_objects_by_their_words():
     a = arr(image)
     x0, y0, x1, y1 = pixel_rect(APPLE.box, 192, 128)
     cx = (x0 + x1) // 2
-    assert is_reddish(a[y0 + (y1 - y0) // 4, cx])  # above the centred label
+    assert is_reddish(a[(y0 + y1) // 2, x0 + (x1 - x0) // 3])  # labels sit at an edge, the middle is the shape
     crop = a[y0:y1, x0:x1].reshape(-1, 3)
     assert np.mean([is_reddish(p) for p in crop]) > 0.4
 
@@ -475,3 +475,62 @@ def test_colour_words_and_shape_words():
     assert find_colors("a wooden table") == [] and find_colors("bluebird") == []
     assert len(COLORS) >= 40
     assert is_round("two small round wooden tables") and is_round("apples") and not is_round("a wooden table")
+
+
+# --- storyboards that show what they should (issue 13) -----------------------------------------------------------
+def _layout(**kw) -> Image.Image:
+    return PreviewLayoutToImage().one(LayoutToImageIn(width=256, height=256, **kw)).image
+
+
+def test_without_a_background_the_canvas_is_not_the_first_objects_colour():
+    im = _layout(prompt="a red cube left of a blue sphere", objects=[
+        LayoutObject(name="cube", phrase="a red cube", box=[0.1, 0.4, 0.4, 0.7]),
+        LayoutObject(name="sphere", phrase="a blue sphere", box=[0.6, 0.4, 0.9, 0.7])])
+    r, g, b = (int(v) for v in np.asarray(im)[10:40, 10:40].reshape(-1, 3).mean(axis=0))
+    assert not (r > 150 and r - max(g, b) > 60), (r, g, b)  # not a red canvas
+    with_bg = _layout(prompt="a red cube", background="a red wall",
+                      objects=[LayoutObject(name="cube", phrase="a red cube", box=[0.1, 0.4, 0.4, 0.7])])
+    r, g, b = (int(v) for v in np.asarray(with_bg)[10:40, 10:40].reshape(-1, 3).mean(axis=0))
+    assert r - max(g, b) > 60  # a background that names a colour still gets it
+
+
+def test_a_box_inside_another_is_drawn_over_it():
+    table = LayoutObject(name="table", phrase="a brown table", box=[0.05, 0.3, 0.95, 0.95])
+    cat = LayoutObject(name="cat", phrase="a white cat", box=[0.3, 0.55, 0.6, 0.9])  # y1 above the table's
+    for objects in ([table, cat], [cat, table]):
+        im = np.asarray(_layout(prompt="a cat under a table", objects=objects), np.float32)
+        x0, y0, x1, y1 = pixel_rect(cat.box, 256, 256)
+        centre = im[y0 + (y1 - y0) // 3:y0 + (y1 - y0) // 2, x0 + (x1 - x0) // 3:x1 - (x1 - x0) // 3]
+        assert centre.mean() > 200, centre.mean()  # white cat, not brown table
+
+
+def test_labels_stay_out_of_the_middle_where_scene_text_goes():
+    def sign(name):
+        return _layout(prompt="a sign", background="a plain wall",
+                       objects=[LayoutObject(name=name, phrase="a teal sign", box=[0.2, 0.2, 0.8, 0.8])])
+
+    labelled, bare = np.asarray(sign("sign"), np.int16), np.asarray(sign(""), np.int16)
+    x0, y0, x1, y1 = pixel_rect([0.2, 0.2, 0.8, 0.8], 256, 256)
+    h = y1 - y0
+    assert np.abs(labelled - bare)[y0 + int(0.3 * h):y0 + int(0.7 * h)].max() == 0  # the middle is the sign's
+    assert np.abs(labelled - bare)[y0 + int(0.7 * h):y1].max() > 100  # the label is at the bottom
+
+
+def test_a_colour_edit_leaves_no_corners_of_the_old_shape():
+    scene = _layout(prompt="a box", background="a plain grey wall",
+                    objects=[LayoutObject(name="box", phrase="a red box", box=[0.2, 0.2, 0.8, 0.8])])
+    out = PreviewRegionalRepaint().one(RegionalRepaintIn(
+        image=scene, box=[0.2, 0.2, 0.8, 0.8], prompt="a green ball", strength=1.0)).image
+    a = np.asarray(out, np.int16)
+    x0, y0, x1, y1 = pixel_rect([0.2, 0.2, 0.8, 0.8], 256, 256)
+    w, h = x1 - x0, y1 - y0
+    spot = (slice(y0 + int(0.1 * h), y0 + int(0.14 * h)), slice(x0 + int(0.1 * w), x0 + int(0.14 * w)))
+
+    def red(px):
+        px = px.reshape(-1, 3)
+        return (px[:, 0] - np.maximum(px[:, 1], px[:, 2])) > 60
+
+    assert red(np.asarray(scene, np.int16)[spot]).all()  # the old box was red there ...
+    assert not red(a[spot]).any(), a[spot].reshape(-1, 3).mean(axis=0)  # ... outside the new ball: red is gone
+    outside = np.asarray(scene, np.int16)[5:20, 5:20]
+    assert np.abs(a[5:20, 5:20] - outside).max() == 0  # the background around the box is untouched

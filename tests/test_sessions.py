@@ -277,7 +277,8 @@ def test_cli_chat_scripted_and_errors(tmp_path, monkeypatch):
     listed = json.loads(runner.invoke(app, ["chat", "--list", "--json"]).stdout)
     sid = listed[0]["session_id"]
     res = runner.invoke(app, ["chat", "--session", sid, "-m", "make the unicorn pink"], catch_exceptions=False)
-    assert res.exit_code == 2 and "no 'unicorn'" in res.stderr and "Traceback" not in res.output
+    assert res.exit_code == 2 and "no 'unicorn'" in res.output and "Traceback" not in res.output
+    assert "rejected" in res.stdout  # shown as the rejected turn it is (and recorded)
     res = runner.invoke(app, ["chat", "--session", sid], input="undo\nwarmer light\n", catch_exceptions=False)
     assert res.exit_code == 0 and "re-ran: adjust" in res.stdout
     res = runner.invoke(app, ["chat", "--session", "no such id!"], catch_exceptions=False)

@@ -103,7 +103,8 @@ class _Cfg:
 
 
 def test_a_vlm_critique_that_stays_invalid_fails_the_run_with_one_line(tmp_path):
-    engine = Engine("preview", home=tmp_path / "home", critique=True, critique_options={"rounds": 1})
+    # threshold 1: the critique always runs (the preview storyboard alone may score above the default 0.95)
+    engine = Engine("preview", home=tmp_path / "home", critique=True, critique_options={"rounds": 1, "threshold": 1.0})
     for tool in vlm_tools(_Cfg, client=ScriptedClient(["garbage"])):
         engine.registry.add(tool)
     out = engine.generate("a red cat on a blue car", seed=1)

@@ -100,25 +100,35 @@ class PreviewTool(Tool):
 class PreviewLayoutToImage(PreviewTool):
     """A storyboard of the blueprint.
 
-    Background from the scene words of ``background`` (or of ``prompt`` when there is none); each object a shape
-    in its box — ellipse for round nouns, rounded rectangle otherwise — filled with the colour its phrase names
-    (stripes if it names two or three; else its noun's usual colour, else a hue hashed from its name),
+    Background from the scene words of ``background`` (or of ``prompt`` when there is none, without its colour
+    words: those belong to the objects, and "a red cube left of a blue sphere" is not a red scene); each object a
+    shape in its box — ellipse for round nouns, rounded rectangle otherwise — filled with the colour its phrase
+    names (stripes if it names two or three; else its noun's usual colour, else a hue hashed from its name),
     outlined, and labelled with its name in DejaVu Sans sized to the box. Objects are drawn back to front by
-    box bottom (larger y1 = nearer = later), so nearer objects overlap farther ones. Style words (in ``style``
-    or ``prompt``) then apply a visible treatment (watercolor, sketch, cartoon, pixel art, black-and-white,
-    sepia); labels go on last so they stay legible."""
+    box bottom (larger y1 = nearer = later), so nearer objects overlap farther ones, except that a box lying
+    inside another is drawn after it: a storyboard shows the cat "under" the table instead of hiding it. Style
+    words (in ``style`` or ``prompt``) then apply a visible treatment (watercolor, sketch, cartoon, pixel art,
+    black-and-white, sepia); labels go on last so they stay legible, along the bottom edge of the box, where
+    they stay clear of the scene text a sign or banner carries in its middle."""
 
     name = "layout_to_image"
+    version: ClassVar[str] = "preview-2"  # contained boxes on top, colourless fallback scene, labels at the bottom
     Input = LayoutToImageIn
     Output = ImageOut
     max_batch = 8
 
     def one(self, inp: LayoutToImageIn) -> ImageOut:
         W, H = inp.width, inp.height
-        arr = scene_background(inp.background or inp.prompt, W, H, _rng(inp.seed, "background"))
+        rng = _rng(inp.seed, "background")
+        if inp.background:
+            arr = scene_background(inp.background, W, H, rng)
+        else:
+            arr = scene_background(inp.prompt, W, H, rng, colour_words=False)
         canvas = to_image(arr)
 
-        order = sorted(range(len(inp.objects)), key=lambda i: inp.objects[i].box[3])  # stable: ties keep order
+        boxes = [o.box for o in inp.objects]
+        depth = [sum(_inside(b, other) for j, other in enumerate(boxes) if j != i) for i, b in enumerate(boxes)]
+        order = sorted(range(len(boxes)), key=lambda i: (depth[i], boxes[i][3]))  # stable: ties keep order
         drawn = []
         for i in order:
             obj = inp.objects[i]
@@ -128,25 +138,60 @@ class PreviewLayoutToImage(PreviewTool):
             drawn.append((obj.name, rect, colors[0]))
 
         canvas = apply_style(canvas, f"{inp.style} {inp.prompt}", _rng(inp.seed, "style"))
-        for label, rect, color in drawn:
-            _draw_label(canvas, label, rect, color)
+        for k, (label, rect, color) in enumerate(drawn):
+            # the bottom edge, unless a box drawn over this one covers it there (the cat under the table)
+            x0, y0, x1, y1 = rect
+            low = (x0, y0 + 0.7 * (y1 - y0), x1, y1)
+            covered = any(_overlap(low, later) > 0.05 * (x1 - x0) * (y1 - y0) for _, later, _ in drawn[k + 1:])
+            _draw_label(canvas, label, rect, color, top=covered)
         return ImageOut(image=canvas)
 
 
-def _draw_label(canvas: Image.Image, label: str, rect, color) -> None:
-    """Object name centred in its box: at most 28 % of the box tall, 80 % wide, up to two lines, ink chosen to
-    contrast with the fill and ringed with the opposite tone so it reads over any treatment."""
+def _inside(box, other, share: float = 0.9) -> bool:
+    """Whether ``share`` of ``box``'s area lies within ``other`` (and ``box`` is the smaller)."""
+    ix = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
+    iy = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return area > 0 and ix * iy >= share * area and area < (other[2] - other[0]) * (other[3] - other[1])
+
+
+def _overlap(a, b) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _draw_label(canvas: Image.Image, label: str, rect, color, top: bool = False) -> None:
+    """Object name along the bottom of its box (the lowest 30 %; the top 30 % with ``top``): at most 22 % of the
+    box tall, 80 % wide, up to two lines, ink chosen to contrast with the fill and ringed with the opposite tone
+    so it reads over any treatment. Scene text sits in the middle of its sign, so the two do not cover each
+    other."""
     x0, y0, x1, y1 = rect
     w, h = x1 - x0, y1 - y0
     if w < 8 or h < 8 or not label.strip():
         return
-    font, lines = fit_text(label, w * 0.8, h * 0.28, bold=True, max_lines=2, min_size=7)
+    font, lines = fit_text(label, w * 0.8, h * 0.22, bold=True, max_lines=2, min_size=7)
     ink, ring = ((255, 255, 255), (25, 25, 25)) if luma(color) < 150 else ((20, 20, 20), (250, 250, 250))
     stroke = max(1, font.size // 12)
-    region = canvas.crop(rect)
-    region.paste(ring, mask=draw_text_mask((w, h), lines, font, stroke=stroke))
-    region.paste(ink, mask=draw_text_mask((w, h), lines, font))
-    canvas.paste(region, (x0, y0))
+    edge = max(1, int(h * 0.04))  # inside the outline
+    band = (x0, y0 + edge, x1, y0 + int(h * 0.3)) if top else (x0, y0 + int(h * 0.7), x1, y1 - edge)
+    bw, bh = band[2] - band[0], band[3] - band[1]
+    if bh < 4:
+        band, bw, bh = rect, w, h
+    region = canvas.crop(band)
+    region.paste(ring, mask=draw_text_mask((bw, bh), lines, font, stroke=stroke))
+    region.paste(ink, mask=draw_text_mask((bw, bh), lines, font))
+    canvas.paste(region, band[:2])
+
+
+def _surround(image: Image.Image, rect, ring: int = 4) -> tuple[int, int, int]:
+    """The median colour of a ``ring``-pixel frame just outside ``rect`` (inside the image)."""
+    arr = np.asarray(image, np.uint8)
+    x0, y0, x1, y1 = rect
+    H, W = arr.shape[:2]
+    parts = [arr[max(0, y0 - ring):y0, x0:x1], arr[y1:min(H, y1 + ring), x0:x1],
+             arr[y0:y1, max(0, x0 - ring):x0], arr[y0:y1, x1:min(W, x1 + ring)]]
+    parts = [p.reshape(-1, 3) for p in parts if p.size] or [arr[y0:y1, x0:x1].reshape(-1, 3)]  # whole image
+    pixels = np.concatenate(parts)
+    return tuple(int(v) for v in np.median(pixels, axis=0))
 
 
 # --- 2. text_to_image --------------------------------------------------------------------------------------
@@ -192,6 +237,7 @@ class PreviewRegionalRepaint(PreviewTool):
     Input = RegionalRepaintIn
     Output = ImageOut
     max_batch = 8
+    version: ClassVar[str] = "preview-2"  # the old shape is cleared to the surroundings before the new one
 
     def one(self, inp: RegionalRepaintIn) -> ImageOut:
         out = rgb(inp.image)
@@ -205,9 +251,15 @@ class PreviewRegionalRepaint(PreviewTool):
         if inp.reference is not None:
             new = ImageOps.fit(rgb(inp.reference), (w, h), Image.Resampling.LANCZOS)
         else:
-            new = old.copy()
+            # the old shape (pixels unlike the surroundings) is cleared to the surroundings' colour first, so a
+            # rounded box repainted as an ellipse keeps no old corners; the background around both stays as it was
+            around = np.asarray(_surround(out, rect), np.float32)
+            shape = Image.new("RGB", (w, h), tuple(int(v) for v in around))
             colors = find_colors(inp.prompt)[:3] or [color_for(inp.prompt, inp.prompt)]
-            draw_shape(new, (0, 0, w, h), colors, is_round(inp.prompt), rng)
+            draw_shape(shape, (0, 0, w, h), colors, is_round(inp.prompt), rng)
+            o, n = np.asarray(old, np.float32), np.asarray(shape, np.float32)
+            keep = ~((np.abs(o - around).max(axis=2) > 40) | (np.abs(n - around).max(axis=2) > 2))
+            new = Image.fromarray(np.where(keep[..., None], o, n).astype(np.uint8))
         grain = soft_noise(rng, h, w, cells=max(2, w // 24), channels=3) * 6
         new = to_image(np.asarray(new, np.float32) + grain)
 

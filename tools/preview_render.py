@@ -281,12 +281,15 @@ def _bands_array(bands: list[Band], width: int, height: int) -> np.ndarray:
     return np.repeat(column[:, None, :], width, axis=1)
 
 
-def scene_background(text: str, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+def scene_background(
+    text: str, width: int, height: int, rng: np.random.Generator, colour_words: bool = True,
+) -> np.ndarray:
     """Float (H, W, 3) background for a scene description.
 
     A landscape word picks horizontal bands ("beach": sky, sea, sand); a sky/time word alone picks a sky
     ("night", "sunset"), and beside a landscape it tints it (a beach at night is the beach, darkened and blued).
-    With neither, a colour word makes a gradient of that colour, and any other text a pale hue hashed from it.
+    With neither, a colour word makes a gradient of that colour (unless ``colour_words`` is False: text that
+    describes objects, not the scene), and any other text a pale hue hashed from it.
     Night and space scenes get seeded stars; every scene gets a faint seeded mottling."""
     ws = words(text)
     land, sky = _match(ws, LANDSCAPES), _match(ws, SKIES)
@@ -295,7 +298,7 @@ def scene_background(text: str, width: int, height: int, rng: np.random.Generato
     elif sky:
         arr = _bands_array(sky[1], width, height)
     else:
-        colors = find_colors(text)
+        colors = find_colors(text) if colour_words else []
         if colors:
             c = colors[0]
             arr = _bands_array([(0.0, 1.0, mix(c, (255, 255, 255), 0.25), mix(c, (0, 0, 0), 0.2))], width, height)

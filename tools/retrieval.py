@@ -487,7 +487,11 @@ class Library:
                 (src, src.rstrip("/") + "/%"))]
         rows = [r for r in rows if r]
         if not rows:
-            raise LibraryError(f"nothing in the library matches '{key}' (give an id, a sha256 prefix or a path)")
+            short = re.fullmatch(r"[0-9a-f]{1,5}", key) and not key.isdigit()
+            raise LibraryError(f"a sha256 prefix needs at least 6 hex characters ('{key}' has {len(key)}); give more,"
+                               " a catalogue id or a path" if short else
+                               f"nothing in the library matches '{key}' (give an id, a sha256 prefix of at least 6"
+                               " hex characters, or a path)")
         files = []
         for r in rows:
             try:

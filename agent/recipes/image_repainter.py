@@ -217,7 +217,12 @@ def repaint(
                  score_trace=[e["best_score"] for e in trace["rounds"]])  # fmt: skip
     record.write_json("repaint_trace.json", trace)
     final = record.dir / "final.png"
-    engine.store.copy_artifact(best["image"], final)
+    from agent.png_recipe import recipe_of, write_png  # the best round's blueprint and graph ride in the PNG
+
+    engine.store.check_artifact(best["image"])  # a damaged artifact never becomes the result
+    br = best["round"]
+    write_png(engine.store.artifact_path(best["image"]), final, recipe_of(
+        record, p.name, blueprint_file=f"rounds/r{br}.blueprint.json", graph_file=f"rounds/r{br}.graph.json"))
     summary = {"status": "done", "image": str(final), "image_sha256": best["image"], "total_nodes": totals["nodes"],
                "cached_nodes": totals["cached"], "seconds": round(totals["seconds"], 4), "failed": {},
                "repaint": {k: trace[k] for k in ("stopped", "best_round", "best_score", "score_trace")}}
