@@ -12,10 +12,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.api import Engine, RunOutcome, UserError, load_plan_file
+from agent.api import Engine, RunCancelled, RunOutcome, UserError, load_plan_file
 from agent.blueprint import Blueprint, BlueprintError, json_schema
 from agent.graph import GraphError
 from agent.profiles import ProfileError, load_profiles
@@ -70,8 +71,12 @@ def user_errors():
         fail(str(e), 2)
     except PlanningError as e:
         fail(str(e), 1)
-    except KeyboardInterrupt:
-        fail("interrupted; `scenewright resume RUN_ID` continues the run", 130)
+    except RunCancelled as e:  # Ctrl-C during a run: the record says "cancelled", finished nodes are cached
+        if e.run_id:
+            fail(f"cancelled run {e.run_id}; `scenewright resume {e.run_id}` continues it", 130)
+        fail("cancelled", 130)
+    except KeyboardInterrupt:  # before any run existed
+        fail("interrupted", 130)
 
 
 @contextmanager
@@ -91,7 +96,9 @@ def progress_events(enabled: bool):
             elif kind == "loop_expanded":
                 bar.update(task, total=(bar.tasks[0].total or 0) + ev["nodes"])
             elif kind in ("finished", "cached", "failed", "skipped"):
-                bar.update(task, advance=1, description=f"{ev.get('tool', '')} {ev['node']}"[:48])
+                bar.update(task, advance=1, description=escape(f"{ev.get('tool', '')} {ev['node']}"[:48]))
+            elif kind == "progress":  # a model call's denoising steps: "step 12/20 of repaint.cat"
+                bar.update(task, description=escape(f"step {ev['step']}/{ev['total']} of {ev['node']}"[:48]))
 
         yield on_event
 

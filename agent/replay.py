@@ -652,7 +652,10 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
             failures[ev["node"]] = ev.get("error", "")
 
     executor = Executor(registry, _NoCacheWrites(store.home), use_cache=False, keep_going=True, on_event=on_event)
-    result = executor.run(run_graph, None)
+    try:
+        result = executor.run(run_graph, None, dag=dag)
+    finally:
+        executor.close()
     new_outputs = result.outputs
     loops = {n.id for n in graph.nodes if isinstance(n, LoopNode)}
     # 4. compare, in recorded execution order
@@ -719,9 +722,7 @@ class _NoCacheWrites(Store):
 
 
 def _ancestors(dag, node: str) -> set[str]:
-    import networkx as nx
-
-    return nx.ancestors(dag, node)
+    return dag.ancestors(node)
 
 
 # --- the public entry points ----------------------------------------------------------------------------------------

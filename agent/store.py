@@ -193,11 +193,18 @@ class RunRecord:
     def exists(self, name: str) -> bool:
         return (self.dir / name).exists()
 
-    def event(self, record: dict) -> None:
+    def event(self, record: dict, *, flush: bool = True) -> None:
+        """Append one event. ``flush=False`` leaves it in the buffer until :meth:`flush` (the executor flushes
+        whenever it waits, so readers see every event of a finished step without a write per event)."""
         if self._events is None:
             self._events = open(self.dir / "events.jsonl", "a", buffering=1 << 16)
         self._events.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._events.flush()
+        if flush:
+            self._events.flush()
+
+    def flush(self) -> None:
+        if self._events is not None:
+            self._events.flush()
 
     def append_jsonl(self, name: str, record: dict) -> None:
         with open(self.dir / name, "a") as fh:

@@ -36,7 +36,7 @@ class RuleBasedPlanner:
     def identity(self) -> dict:
         return {"planner": "rule", "version": VERSION}
 
-    def plan(self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None) -> Blueprint:
+    def plan(self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None, recorder=None) -> Blueprint:
         if not prompt or not prompt.strip():
             raise PlanningError("the prompt is empty; describe the image you want")
         canvas = canvas or Canvas()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.executor import Executor, TransientError
+from agent.executor import Executor
 from agent.graph import Graph, GraphError, derive_seed, validate_graph
 from agent.store import Store
 from fake_tools import AddTool, FailTool, MeanRedTool, NoopTool, PaintTool
-from tools.base import Registry
+from tools.base import NO_CONTEXT, Registry, TransientError
 
 
 def graph(nodes, output, seed=0) -> Graph:
@@ -162,7 +162,7 @@ def test_transient_errors_are_retried(store):
         name = "noop"
         tries = 0
 
-        def run(self, batch):
+        def run(self, batch, ctx=NO_CONTEXT):
             Flaky.tries += 1
             if Flaky.tries < 2:
                 raise TransientError("server busy")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.models import ModelManager, ModelNotFound, model_identity
 from tools.roles import AestheticIn, AestheticOut
 from tools.similarity import _pooled, load_encoder
@@ -66,7 +66,7 @@ class ClipAestheticScore(Tool):
         head = self.manager.get("aesthetic-head", self.head_path, load, role="aesthetic")
         return clip, head
 
-    def run(self, batch: list[AestheticIn]) -> list[AestheticOut]:
+    def run(self, batch: list[AestheticIn], ctx=NO_CONTEXT) -> list[AestheticOut]:
         import torch
 
         (clip, proc), head = self._models()

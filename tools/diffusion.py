@@ -44,7 +44,7 @@ import math
 from collections.abc import Hashable
 from typing import Any
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.model_utils import box_pixels, field, generators, hashable, image_size
 from tools.models import ModelManager, model_identity, scheduler_name, shared_manager
 from tools.roles import (
@@ -164,7 +164,7 @@ class TextToImage(_DiffusersTool):
     def pipeline(self):
         return self._get(self.kind, _load_text2img(self.manager))
 
-    def run(self, batch: list[TextToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[TextToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         pipe = self.pipeline()
         out = pipe(
@@ -204,7 +204,7 @@ class ImageToImage(_DiffusersTool):
 
         return self._get(self.kind, load)
 
-    def run(self, batch: list[ImageToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[ImageToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         size = first.image.size
         w, h = _multiple_of_8(*size)
@@ -327,7 +327,7 @@ class LayoutToImage(_DiffusersTool):
 
         return self._get(self.kind, load)
 
-    def run(self, batch: list[LayoutToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[LayoutToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         images = gligen_batch(
             self.pipeline(),
@@ -353,7 +353,7 @@ class LayoutToImageViaText(TextToImage):
     kind = "text_to_image"
     role = "text_to_image"
 
-    def run(self, batch: list[LayoutToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[LayoutToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         out = self.pipeline()(
             prompt=[scene_prompt(b) for b in batch],
@@ -439,7 +439,7 @@ class RegionalRepaint(_DiffusersTool):
 
         return self._get(self.kind + ("+ip" if self.ip_adapter else ""), load)
 
-    def run(self, batch: list[RegionalRepaintIn]) -> list[ImageOut]:
+    def run(self, batch: list[RegionalRepaintIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         size = first.image.size
         w, h = _multiple_of_8(*size)

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.blueprint import Blueprint, parse_blueprint
-from agent.executor import Executor
-from agent.graph import Graph, LoopNode, ToolNode, parse_ref
+from agent.graph import Graph, LoopNode, ToolNode, map_refs, parse_ref
 from agent.recipes.common import node_maker
 from agent.recipes.llm_blueprint import compile_llm_blueprint
 from tools.roles import ImageDescription
@@ -63,14 +62,7 @@ def description_to_blueprint(desc: ImageDescription, *, width: int = 512, height
 
 
 def _prefix_value(value: Any, prefix: str, ids: set[str]) -> Any:
-    ref = parse_ref(value)
-    if ref:
-        return {"ref": f"{prefix}{ref[0]}.{ref[1]}"} if ref[0] in ids else value
-    if isinstance(value, dict):
-        return {k: _prefix_value(v, prefix, ids) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_prefix_value(v, prefix, ids) for v in value]
-    return value
+    return map_refs(value, lambda src, out: {"ref": f"{prefix}{src}.{out}" if src in ids else f"{src}.{out}"})
 
 
 def prefix_graph(graph: Graph, prefix: str) -> tuple[list, str]:
@@ -129,10 +121,11 @@ class RepaintError(RuntimeError):
 
 def repaint(
     engine, image: str | Path, *, rounds: int = 3, variants: int = 3, threshold: float = 0.95,
-    clip_weight: float = 0.5, seed: int = 0,
+    clip_weight: float = 0.5, seed: int = 0, on_event=None,
 ) -> dict:  # fmt: skip
     """Run ImageRepainter on the reference ``image``; return a summary (see ``repaint_trace.json``)."""
     from agent.api import UserError
+    from agent.run import RunCancelled
     from tools.critique_tools import open_image
 
     if not 1 <= rounds <= 8 or not 1 <= variants <= 8:
@@ -147,10 +140,10 @@ def repaint(
     path = path.resolve()
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     p = engine.profile
-    record = engine.store.new_run(profile=p.name, prompt=f"<repaint {path.name}>")
-    record.write_json("request.json", {"kind": "repaint", "image": str(path), "image_sha256": sha, "rounds": rounds,
-                                       "variants": variants, "threshold": threshold, "clip_weight": clip_weight,
-                                       "seed": seed, "profile": p.name})  # fmt: skip
+    run = engine.start_run({"kind": "repaint", "image": str(path), "image_sha256": sha, "rounds": rounds,
+                            "variants": variants, "threshold": threshold, "clip_weight": clip_weight, "seed": seed},
+                           prompt=f"<repaint {path.name}>", on_event=on_event)  # fmt: skip
+    record = run.record
     record.write_json("env.json", engine.environment())
     (record.dir / "rounds").mkdir(exist_ok=True)
     record.set_status("running")
@@ -160,12 +153,15 @@ def repaint(
 
     def execute(graph: Graph, name: str):
         record.write_text(f"rounds/{name}.graph.json", graph.to_json())
-        executor = Executor(engine.registry, engine.store, keep_going=False, on_event=engine.on_event)
-        engine._attach_recorder(record)
+        run.seed = graph.seed
         try:
-            result = executor.run(graph, record)
+            result = engine.executor.run(graph, run=run)
         finally:
             record.close()
+        if result.cancelled:
+            record.set_status("cancelled", during=name)
+            engine.forget(run)
+            raise RunCancelled(run.id)
         totals["nodes"] += result.total_nodes
         totals["cached"] += result.cached_nodes
         totals["seconds"] += result.seconds
@@ -175,6 +171,7 @@ def repaint(
             trace["error"] = f"{name}: node '{node}' failed: {message}"
             record.write_json("repaint_trace.json", trace)
             record.set_status("failed", error=trace["error"])
+            engine.forget(run)
             raise RepaintError(f"repaint {name}: node '{node}' failed: {message} (run {record.id})")
         return result
 
@@ -224,6 +221,7 @@ def repaint(
                "repaint": {k: trace[k] for k in ("stopped", "best_round", "best_score", "score_trace")}}
     record.write_json("result.json", summary)
     record.set_status("done")
+    engine.forget(run)
     engine.store.update_run(record.id, image=str(final), nodes=totals["nodes"], cached=totals["cached"],
                             seconds=summary["seconds"])
     return {"run_id": record.id, "run_dir": str(record.dir), "image": str(final), "ok": True,
