@@ -220,12 +220,15 @@ class Engine:
     def _track(self, run: Run) -> Run:
         with self._lock:
             self._active[run.id] = run
+        self.executor.scheduler.attach(run)  # active from now on: its nodes are worth a batching window
         return run
 
     def forget(self, run: Run) -> None:
         """Stop tracking a run that ends without executing (planning failed); execute() does it itself."""
         with self._lock:
             self._active.pop(run.id, None)
+        if self._executor is not None:
+            self._executor.scheduler.detach(run)
 
     def _sink(self, on_event):
         if on_event is None or self.on_event is None:

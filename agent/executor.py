@@ -282,13 +282,13 @@ class Executor:
         run.restart_clock()
         run.emit({"event": "run_started", "nodes": sum(isinstance(n, ToolNode) for n in graph.nodes)})
         run._wakeup = lambda: owner.post(("wake",))
-        self.scheduler.attach()
+        attached = self.scheduler.attach(run)  # an engine attaches its runs at start_run, before planning
         withdrawn = False
         t0 = run._t0
         try:
             while True:
                 try:
-                    if run.cancelled and not withdrawn:
+                    if (run.cancelled or state.stop) and not withdrawn:  # no queued node of this run starts now
                         state.stop, withdrawn = True, True
                         pending -= self.scheduler.withdraw(owner)
                     if not state.stop:
@@ -306,7 +306,8 @@ class Executor:
                         raise  # a second Ctrl-C: stop waiting
                     run.cancel()
         finally:
-            self.scheduler.detach()
+            if attached:
+                self.scheduler.detach(run)
             run._wakeup = None
         if rows and run.write_cache:
             self.store.cache_put_many(rows)

@@ -58,6 +58,7 @@ class Run:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
     _wakeup: Callable[[], None] | None = field(default=None, repr=False)  # set by the executor while it waits
+    _attached: object | None = field(default=None, repr=False)  # the scheduler this run counts as active on
 
     def __post_init__(self) -> None:
         if self.recorder is None:

@@ -63,14 +63,21 @@ class Scheduler:
         self.batches: list[dict] = []  # one row per tool call: tool, size, runs (benchmarks and tests read it)
 
     # --- runs come and go ------------------------------------------------------------------------------------
-    def attach(self) -> None:
+    def attach(self, run) -> bool:
+        """Count ``run`` as active (its nodes may come soon: worth a batching window); False if it already is."""
         with self._cond:
+            if run._attached is self:
+                return False
+            run._attached = self
             self._attached += 1
+            return True
 
-    def detach(self) -> None:
+    def detach(self, run) -> None:
         with self._cond:
-            self._attached -= 1
-            self._cond.notify()
+            if run._attached is self:
+                run._attached = None
+                self._attached -= 1
+                self._cond.notify()
 
     def submit(self, tool: Tool, batch_key: Hashable, entries: list[Entry]) -> None:
         with self._cond:
