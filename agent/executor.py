@@ -280,7 +280,7 @@ class Executor:
         rows: list[tuple[str, str, dict]] = []  # cache rows not yet committed (one commit per wait, not per node)
         pending = 0
         run.restart_clock()
-        run.emit({"event": "run_started", "nodes": sum(isinstance(n, ToolNode) for n in graph.nodes)})
+        run.emit({"event": "run_started", "run": run.id, "nodes": sum(isinstance(n, ToolNode) for n in graph.nodes)})
         run._wakeup = lambda: owner.post(("wake",))
         attached = self.scheduler.attach(run)  # an engine attaches its runs at start_run, before planning
         withdrawn = False
@@ -316,8 +316,8 @@ class Executor:
         cancelled = run.cancelled and bool(unfinished)
         if not state.failed and unfinished and not cancelled:  # cannot happen for a validated DAG
             state.failed[unfinished[0]] = "never became ready"
-        run.emit({"event": "run_cancelled" if cancelled else "run_finished", "ok": not state.failed and not cancelled,
-                  "seconds": round(seconds, 4)}, flush=True)  # fmt: skip
+        run.emit({"event": "run_cancelled" if cancelled else "run_finished", "run": run.id,
+                  "ok": not state.failed and not cancelled, "seconds": round(seconds, 4)}, flush=True)  # fmt: skip
         out_ref = parse_ref({"ref": graph.output})
         output = state.outputs.get(out_ref[0], {}).get(out_ref[1]) if out_ref else None
         return RunResult(
