@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # imported when a run needs them: `scenewright plan` never loads the executor or the recipes
+    from agent.executor import Executor, RunResult
 
 from agent.blueprint import Blueprint, BlueprintError, Canvas, parse_blueprint
-from agent.executor import Executor, RunResult
 from agent.graph import Graph, validate_graph
 from agent.profiles import Profile, get_profile
-from agent.recipes import compile_llm_blueprint
 from agent.run import Run, RunCancelled, RunRecorder
 from agent.store import RunRecord, Store
 from planners.base import PlanningError
@@ -153,6 +154,8 @@ class Engine:
 
     @property
     def executor(self) -> Executor:
+        from agent.executor import Executor
+
         if self._executor is None:
             registry = self.registry
             with self._lock:
@@ -269,6 +272,8 @@ class Engine:
         return plan.as_dicts()
 
     def compile(self, bp: Blueprint, *, seed: int | None = None, text_regions: list[dict] | None = None) -> Graph:
+        from agent.recipes import compile_llm_blueprint
+
         p = self.profile
         graph = compile_llm_blueprint(
             bp, self.registry, seed=seed, steps=p.steps, guidance=p.guidance,
