@@ -13,7 +13,10 @@ reach the same step a few milliseconds apart meet in one call. A lone run never 
 Where calls run: model ("gpu") calls run on the thread of the run that owns the batch's first entry (it is waiting
 for that batch anyway). torch keeps per-thread state (CUDA handles, OpenMP teams), and model calls from a fresh
 worker thread measured up to 1.5× slower on CPU than the same calls made from the thread that loaded the model;
-in a one-run process that thread is the caller's. ``cpu`` and ``io`` calls run on small long-lived pools.
+in a one-run process that thread is the caller's. ``cpu`` and ``io`` calls run on small long-lived pools, except
+that a run about to wait runs one of its own CPU batches itself (a chain of small nodes then never crosses
+threads). Dispatch happens inline, where the queues change (a submit, a call ending); a thread of its own only
+wakes up when a batching window ends.
 
 Results go back to each entry's own run (its inbox), grouped per run; the scheduler never touches run state.
 """
@@ -59,6 +62,7 @@ class Scheduler:
         self._attached = 0
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._thread: threading.Thread | None = None
+        self._wait: float | None = None  # seconds until the earliest batching window ends (None: none pending)
         self._closed = False
         self.batches: list[dict] = []  # one row per tool call: tool, size, runs (benchmarks and tests read it)
 
@@ -79,15 +83,25 @@ class Scheduler:
                 self._attached -= 1
                 self._cond.notify()
 
-    def submit(self, tool: Tool, batch_key: Hashable, entries: list[Entry]) -> None:
+    def submit(self, tool: Tool, batch_key: Hashable, entries: list[Entry], *, caller=None) -> None:
+        """Queue entries and start every batch that may start now. ``caller``: the owner whose thread is calling
+        (it is about to wait, so one CPU batch of its own runs on it instead of crossing to a pool thread)."""
         with self._cond:
             qkey = (id(tool), tool.name, batch_key)
             self._tools[qkey] = tool
             self._queues.setdefault(qkey, deque()).extend(entries)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="scenewright-scheduler", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+            launch: list = []
+            self._wait = self._take(launch)
+            if self._wait is not None:
+                self._ensure_timer()
+        self._launch_all(launch, caller)
+
+    def _ensure_timer(self) -> None:
+        """The one thread that wakes up when a batching window ends (dispatch is otherwise done inline)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="scenewright-scheduler", daemon=True)
+            self._thread.start()
+        self._cond.notify()
 
     def withdraw(self, owner) -> int:
         """Take a stopped run's queued entries back; returns how many (those already dispatched will report)."""
@@ -141,11 +155,23 @@ class Scheduler:
                 while not launch:
                     if self._closed:
                         return
-                    wait = self._take(launch)
-                    if not launch:
-                        self._cond.wait(wait)
-            for tool, batch in launch:
-                self._launch(tool, batch)
+                    if self._wait is None:
+                        self._cond.wait()
+                    else:
+                        self._cond.wait(self._wait)
+                    self._wait = self._take(launch)
+            self._launch_all(launch, None)
+
+    def _launch_all(self, launch: list, caller) -> None:
+        inline = caller is not None
+        for tool, batch in launch:
+            if tool.resource == "gpu":
+                batch[0].owner.post(("job", lambda t=tool, b=batch: self._run_batch(t, b)))
+            elif inline and batch[0].owner is caller:
+                inline = False  # the caller runs one of its own CPU batches itself: no thread hand-off
+                caller.post(("job", lambda t=tool, b=batch: self._run_batch(t, b)))
+            else:
+                self._pool(tool.resource).submit(self._run_batch, tool, batch)
 
     def _take(self, launch: list) -> float | None:
         """Move every batch that may start now into ``launch``; return how long to wait for the next one."""
@@ -168,13 +194,6 @@ class Scheduler:
                 launch.append((tool, batch))
         return wait
 
-    def _launch(self, tool: Tool, batch: list[Entry]) -> None:
-        job = lambda: self._run_batch(tool, batch)  # noqa: E731
-        if tool.resource == "gpu":
-            batch[0].owner.post(("job", job))
-        else:
-            self._pool(tool.resource).submit(job)
-
     # --- one tool call ---------------------------------------------------------------------------------------
     def _run_batch(self, tool: Tool, batch: list[Entry]) -> None:
         groups: dict[Any, list[int]] = {}
@@ -187,10 +206,14 @@ class Scheduler:
         except KeyboardInterrupt as err:  # Ctrl-C while this thread ran the call: the batch ends cancelled
             outs, error, interrupt = None, CANCELLED, err
         ms = (time.perf_counter() - t0) * 1000
+        launch: list = []
         with self._cond:
             self._busy[tool.resource] -= 1
             self.batches.append({"tool": tool.name, "size": len(batch), "runs": len(groups), "ms": round(ms, 3)})
-            self._cond.notify()
+            self._wait = self._take(launch)  # the freed slot may start the next batch at once
+            if self._wait is not None:
+                self._ensure_timer()
+        self._launch_all(launch, None)
         for owner, idx in groups.items():
             owner.post(("done", tool, [batch[i] for i in idx], None if outs is None else [outs[i] for i in idx],
                         error, ms))  # fmt: skip
