@@ -228,6 +228,7 @@ class _Owner:
         self.run = run
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.decode = executor._decode
+        self.busy = False  # running a call the scheduler gave this thread
 
     def post(self, message: tuple) -> None:
         self.inbox.put(message)
@@ -381,7 +382,11 @@ class Executor:
         if kind == "wake":
             return 0
         if kind == "job":  # a model call the scheduler gave this thread
-            message[1]()
+            owner.busy = True
+            try:
+                message[1]()
+            finally:
+                owner.busy = False
             return 0
         if kind == "written":  # PNGs are on disk: the cache rows may now point at them
             _, new_rows, images, error = message

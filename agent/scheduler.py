@@ -10,8 +10,8 @@ The batching window: when more than one run is attached and a queue holds fewer 
 scheduler waits up to ``window_ms`` after the oldest entry arrived before it dispatches, so concurrent runs that
 reach the same step a few milliseconds apart meet in one call. A lone run never waits.
 
-Where calls run: model ("gpu") calls run on the thread of the run that owns the batch's first entry (it is waiting
-for that batch anyway). torch keeps per-thread state (CUDA handles, OpenMP teams), and model calls from a fresh
+Where calls run: model ("gpu") calls run on the thread of a run that has an entry in the batch and is waiting (it
+waits for that batch anyway; the first such run, unless it is busy with a call of its own). torch keeps per-thread state (CUDA handles, OpenMP teams), and model calls from a fresh
 worker thread measured up to 1.5× slower on CPU than the same calls made from the thread that loaded the model;
 in a one-run process that thread is the caller's. ``cpu`` and ``io`` calls run on small long-lived pools, except
 that a run about to wait runs one of its own CPU batches itself (a chain of small nodes then never crosses
@@ -165,8 +165,9 @@ class Scheduler:
     def _launch_all(self, launch: list, caller) -> None:
         inline = caller is not None
         for tool, batch in launch:
-            if tool.resource == "gpu":
-                batch[0].owner.post(("job", lambda t=tool, b=batch: self._run_batch(t, b)))
+            if tool.resource == "gpu":  # on a waiting run's thread (one not busy with a call of its own)
+                owner = next((e.owner for e in batch if not e.owner.busy), batch[0].owner)
+                owner.post(("job", lambda t=tool, b=batch: self._run_batch(t, b)))
             elif inline and batch[0].owner is caller:
                 inline = False  # the caller runs one of its own CPU batches itself: no thread hand-off
                 caller.post(("job", lambda t=tool, b=batch: self._run_batch(t, b)))
