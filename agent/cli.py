@@ -116,9 +116,14 @@ def progress_events(enabled: bool):
         yield on_event
 
 
-def make_engine(profile, config, keep_going, on_event, planner=None, url=None, llm=None, critique=None) -> Engine:
+WindowOpt = typer.Option(5.0, "--batch-window-ms", min=0.0, max=1000.0,
+                         help="How long concurrent runs wait for each other to share a model call.")
+
+
+def make_engine(profile, config, keep_going, on_event, planner=None, url=None, llm=None, critique=None,
+                window_ms: float = 5.0) -> Engine:  # fmt: skip
     return Engine(
-        profile, config=config, keep_going=keep_going, on_event=on_event,
+        profile, config=config, keep_going=keep_going, on_event=on_event, batch_window_ms=window_ms,
         planner={"kind": planner, "url": url, "model": llm},
         **({"critique": True, "critique_options": critique} if critique is not None else {}),
     )
@@ -419,7 +424,7 @@ def serve(
     port: int = typer.Option(8765, "--port", min=0, max=65535),
     token: Optional[str] = typer.Option(None, "--token", help="Require this bearer token (default: $SCENEWRIGHT_TOKEN)."),
     max_body: int = typer.Option(1024 * 1024, "--max-body", min=1024, max=64 * 1024 * 1024, help="Request body limit, bytes."),
-    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt,
+    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, window_ms: float = WindowOpt,
 ):
     """Serve the HTTP API (OpenAPI at /docs) and the chat web page."""
     import uvicorn
@@ -428,7 +433,7 @@ def serve(
 
     with user_errors():
         need = resolve_token(host, token)
-        engine = make_engine(profile, config, False, None)
+        engine = make_engine(profile, config, False, None, window_ms=window_ms)
         application = create_app(engine, token=need, max_body=max_body)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
@@ -442,14 +447,14 @@ def batch(
     concurrency: int = typer.Option(2, "--concurrency", "-j", min=1, max=64, help="Items run at the same time."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSONL (default: <FILE>.results.jsonl)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Seed for every item (prompts: 0)."),
-    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
+    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt, window_ms: float = WindowOpt,
 ):
     """Run many prompts or plan files; one item's failure never stops the others. Exit 1 if any failed."""
     from agent.batch import load_items, run_batch
 
     with user_errors():
         items = load_items(file)
-        engine = make_engine(profile, config, False, None)
+        engine = make_engine(profile, config, False, None, window_ms=window_ms)
         target = out or file.with_name(file.name.rstrip("/") + ".results.jsonl")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
