@@ -64,7 +64,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._wait: float | None = None  # seconds until the earliest batching window ends (None: none pending)
         self._closed = False
-        self.batches: list[dict] = []  # one row per tool call: tool, size, runs (benchmarks and tests read it)
+        # the last tool calls (tool, size, runs, ms): benchmarks and tests read it; bounded for long-lived servers
+        self.batches: deque[dict] = deque(maxlen=10_000)
 
     # --- runs come and go ------------------------------------------------------------------------------------
     def attach(self, run) -> bool:

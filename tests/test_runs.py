@@ -320,3 +320,29 @@ def test_scheduler_resources_are_one_set_per_engine(tmp_path):
     assert isinstance(engine.executor.scheduler, Scheduler)
     assert engine.executor.scheduler.slots["gpu"] == 1
     assert engine.executor is engine.executor  # one executor (and so one GPU slot) however many runs
+
+
+def test_a_run_validates_its_graph_once_and_a_bypass_writes_no_cache(tmp_path, monkeypatch):
+    import agent.api
+    import agent.executor
+    from agent.graph import validate_graph
+
+    calls = []
+
+    def counting(graph, registry):
+        calls.append(graph)
+        return validate_graph(graph, registry)
+
+    monkeypatch.setattr(agent.api, "validate_graph", counting)
+    monkeypatch.setattr(agent.executor, "validate_graph", counting)
+    engine = Engine("preview", home=tmp_path / "home")
+    bp_out = engine.generate("a red cube left of a blue sphere", seed=1)
+    assert bp_out.ok and len(calls) == 1
+    calls.clear()
+    graph = Graph.model_validate_json((Path(bp_out.run_dir) / "graph.json").read_text())
+    assert engine.run_graph(graph).ok and len(calls) == 1  # checked before the record exists, not again
+    # use_cache=False: nothing read from the cache and nothing written to it
+    store = Store(tmp_path / "bypass")
+    ex = Executor(Registry([AddTool()]), store, use_cache=False)
+    ex.run(Graph.model_validate({"nodes": [{"id": "a", "tool": "add", "inputs": {"x": 1}}], "output": "a.y"}))
+    assert store._db().conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0] == 0
