@@ -207,3 +207,24 @@ def test_invalid_graph_runs_nothing(store, registry):
     with pytest.raises(GraphError):
         Executor(registry, store).run(graph(nodes, "ok.y"))
     assert registry.get("add").calls == []
+
+
+def test_run_state_is_driven_without_threads(registry):
+    """The pure run state: what is ready, what completes, what a failure skips; no scheduler, no store."""
+    from agent.executor import RunState
+
+    g = graph([
+        {"id": "a", "tool": "add", "inputs": {"x": 1}},
+        {"id": "b", "tool": "add", "inputs": {"x": {"ref": "a.y"}}},
+        {"id": "c", "tool": "add", "inputs": {"x": {"ref": "b.y"}}},
+        {"id": "d", "tool": "add", "inputs": {"x": 5}},
+    ], "c.y")  # fmt: skip
+    events = []
+    state = RunState(g, validate_graph(g, registry), events.append, keep_going=True)
+    assert [n.id for n in state.pop_ready()] == ["a", "d"]
+    state.complete("a", {"y": 2.0, "score": 0.2})
+    (b,) = state.pop_ready()
+    assert b.id == "b" and state.resolve(b.inputs) == {"x": 2.0}
+    state.fail("b", "add", "boom")
+    assert state.skipped == ["c"] and state.pop_ready() == [] and state.unfinished() == ["c", "d"]
+    assert [e["event"] for e in events] == ["failed", "skipped"]
