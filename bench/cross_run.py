@@ -6,7 +6,9 @@
 
 Both sides run the same prompts and seeds on a fresh store (nothing from the cache) through one Engine; the
 concurrent side starts the N runs together on N threads, so the engine's scheduler can put their ready nodes in
-shared batches. Reported: wall seconds each way, the throughput ratio (one after another / together), how many
+shared batches; the sequential side runs them one after another on one worker thread (model calls run on a run's
+own thread, and torch's per-thread OpenMP state made main-thread calls up to 10× slower on a loaded 2-core machine,
+which would flatter the concurrent side). Reported: wall seconds each way, the throughput ratio (one after another / together), how many
 tool calls each side made, and the mean batch size of the model ("gpu") calls; the final images are checked
 against the sequential ones (byte-equal for deterministic tools; for diffusers, batched kernels may differ by
 float round-off, so the largest pixel difference is reported instead).
@@ -61,9 +63,14 @@ def run_side(profile, config, home: Path, prompts: list[str], window_ms: float, 
             t.start()
         for t in threads:
             t.join()
-    else:
-        for i, p in enumerate(prompts):
-            outcomes[i] = engine.generate(p, seed=i)
+    else:  # on one worker thread, like each concurrent run: torch's per-thread state (OpenMP teams) is then alike
+        def all_in_turn():
+            for i, p in enumerate(prompts):
+                outcomes[i] = engine.generate(p, seed=i)
+
+        worker = threading.Thread(target=all_in_turn)
+        worker.start()
+        worker.join()
     seconds = time.perf_counter() - t0
     assert all(o.ok for o in outcomes), [o.failed for o in outcomes]
     gpu_tools = {n for n in engine.registry.names() if engine.registry.get(n).resource == "gpu"}

@@ -346,3 +346,36 @@ def test_a_run_validates_its_graph_once_and_a_bypass_writes_no_cache(tmp_path, m
     ex = Executor(Registry([AddTool()]), store, use_cache=False)
     ex.run(Graph.model_validate({"nodes": [{"id": "a", "tool": "add", "inputs": {"x": 1}}], "output": "a.y"}))
     assert store._db().conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0] == 0
+
+
+def test_ctrl_c_in_the_cli_marks_the_run_cancelled_and_names_it(tmp_path):
+    """A real SIGINT to ``scenewright generate``: exit 130, the message names the run, its record says
+    ``cancelled``, and ``scenewright resume`` finishes it from the nodes that had finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "profiles.toml"
+    config.write_text('[profiles.slow]\nbackend = "preview"\ndelay_ms = 400\n')
+    home = tmp_path / "home"
+    env = {**os.environ, "SCENEWRIGHT_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cli = [sys.executable, "-m", "agent.cli"]
+    p = subprocess.Popen([*cli, "generate", PROMPTS[0], "--profile", "slow", "--config", str(config)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(home.glob("runs/*/events.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.6)  # inside the first node's call
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    (run_dir,) = home.glob("runs/*")
+    assert p.returncode == 130 and f"scenewright resume {run_dir.name}" in err and "RUN_ID" not in err
+    assert "Traceback" not in err
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "cancelled"
+    done = subprocess.run([*cli, "resume", run_dir.name, "--json", "--config", str(config)], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] and json.loads((run_dir / "status.json").read_text())["status"] == "done"
