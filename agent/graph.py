@@ -233,7 +233,9 @@ def validate_graph(graph: Graph, registry: Registry) -> Dag:
             if not refs:
                 literals[name] = value
                 if value is not None and _field_is_image(tool.Input, name):
-                    raise GraphError(f"{where}: image input '{name}' must be a reference to another node's image output")
+                    raise GraphError(
+                        f"{where}: image input '{name}' must be a reference to another node's image output"
+                    )
                 continue
             whole = len(refs) == 1 and isinstance(value, dict) and len(value) == 1 and "ref" in value
             for src, out in refs:

@@ -59,6 +59,7 @@ class Run:
     _t0: float = field(default_factory=time.perf_counter, repr=False)
     _wakeup: Callable[[], None] | None = field(default=None, repr=False)  # set by the executor while it waits
     _attached: object | None = field(default=None, repr=False)  # the scheduler this run counts as active on
+    _committer: object | None = field(default=None, repr=False)  # the executor's cache-and-events commit
 
     def __post_init__(self) -> None:
         if self.recorder is None:
@@ -92,6 +93,9 @@ class Run:
                 self.record.event(event, flush=flush)
             if self.on_event is not None:
                 self.on_event(event)
+        committer = self._committer
+        if committer is not None and event["event"] == "progress" and committer.due():
+            committer.commit()  # a long call: readers of events.jsonl see its steps (rows first, then events)
 
     def flush(self) -> None:
         if self.record is not None:

@@ -10,13 +10,14 @@ The batching window: when more than one run is attached and a queue holds fewer 
 scheduler waits up to ``window_ms`` after the oldest entry arrived before it dispatches, so concurrent runs that
 reach the same step a few milliseconds apart meet in one call. A lone run never waits.
 
-Where calls run: model ("gpu") calls run on the thread of a run that has an entry in the batch and is waiting (it
-waits for that batch anyway; the first such run, unless it is busy with a call of its own). torch keeps per-thread state (CUDA handles, OpenMP teams), and model calls from a fresh
-worker thread measured up to 1.5× slower on CPU than the same calls made from the thread that loaded the model;
-in a one-run process that thread is the caller's. ``cpu`` and ``io`` calls run on small long-lived pools, except
-that a run about to wait runs one of its own CPU batches itself (a chain of small nodes then never crosses
-threads). Dispatch happens inline, where the queues change (a submit, a call ending); a thread of its own only
-wakes up when a batching window ends.
+Where calls run: model ("gpu") calls run on the thread of a run that has an entry in the batch and is waiting
+(it waits for that batch anyway; the first such run, unless it is busy with a call of its own). torch keeps
+per-thread state (CUDA handles, OpenMP teams): model calls from a fresh worker thread once measured up to 1.5×
+slower on CPU than calls from the thread that loaded the model (on a heavily loaded 2-core machine it was the other
+way round: the main thread's OpenMP team spun against other processes). ``cpu`` and ``io`` calls run on small
+long-lived pools, except that a run about to wait runs one of its own CPU batches itself (a chain of small nodes
+then never crosses threads). Dispatch happens inline, where the queues change (a submit, a call ending); a thread of
+its own only wakes up when a batching window ends.
 
 Results go back to each entry's own run (its inbox), grouped per run; the scheduler never touches run state.
 """
@@ -288,7 +289,9 @@ class Scheduler:
                 raise ValueError(f"input '{where}' of node '{e.node_id}': {first['msg']}") from None
         outs = tool.run(inputs, ctx)
         if len(outs) != len(inputs) or not all(isinstance(o, tool.Output) for o in outs):
-            raise RuntimeError(f"tool '{tool.name}' returned {len(outs)} results of the wrong type for {len(inputs)} inputs")
+            raise RuntimeError(
+                f"tool '{tool.name}' returned {len(outs)} results of the wrong type for {len(inputs)} inputs"
+            )
         return outs
 
 

@@ -180,6 +180,7 @@ class RunRecord:
         self.dir = path
         self.id = path.name
         self._events = None
+        self._pending: list[str] = []  # event lines not yet on disk
 
     def write_json(self, name: str, value: Any) -> None:
         atomic_write(self.dir / name, (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
@@ -194,17 +195,21 @@ class RunRecord:
         return (self.dir / name).exists()
 
     def event(self, record: dict, *, flush: bool = True) -> None:
-        """Append one event. ``flush=False`` leaves it in the buffer until :meth:`flush` (the executor flushes
-        whenever it waits, so readers see every event of a finished step without a write per event)."""
-        if self._events is None:
-            self._events = open(self.dir / "events.jsonl", "a", buffering=1 << 16)
-        self._events.write(json.dumps(record, separators=(",", ":")) + "\n")
+        """Append one event. ``flush=False`` keeps it in memory until :meth:`flush`: the executor flushes after it
+        commits the cache rows of the same nodes, so a ``finished`` line on disk means the node is cached (a crash
+        loses both or neither), without a write per event."""
+        self._pending.append(json.dumps(record, separators=(",", ":")) + "\n")
         if flush:
-            self._events.flush()
+            self.flush()
 
     def flush(self) -> None:
-        if self._events is not None:
-            self._events.flush()
+        if not self._pending:
+            return
+        if self._events is None:
+            self._events = open(self.dir / "events.jsonl", "a")
+        self._events.write("".join(self._pending))
+        self._events.flush()
+        self._pending.clear()
 
     def append_jsonl(self, name: str, record: dict) -> None:
         with open(self.dir / name, "a") as fh:
@@ -227,6 +232,7 @@ class RunRecord:
         self.store.update_run(self.id, status=status)
 
     def close(self) -> None:
+        self.flush()
         if self._events is not None:
             self._events.close()
             self._events = None

@@ -8,8 +8,9 @@ Both sides run the same prompts and seeds on a fresh store (nothing from the cac
 concurrent side starts the N runs together on N threads, so the engine's scheduler can put their ready nodes in
 shared batches; the sequential side runs them one after another on one worker thread (model calls run on a run's
 own thread, and torch's per-thread OpenMP state made main-thread calls up to 10× slower on a loaded 2-core machine,
-which would flatter the concurrent side). Reported: wall seconds each way, the throughput ratio (one after another / together), how many
-tool calls each side made, and the mean batch size of the model ("gpu") calls; the final images are checked
+which would flatter the concurrent side). Reported: wall seconds each way, the throughput ratio (one after another
+/ together), how many tool calls each side made, and the mean batch size of the model ("gpu") calls; the final
+images are checked
 against the sequential ones (byte-equal for deterministic tools; for diffusers, batched kernels may differ by
 float round-off, so the largest pixel difference is reported instead).
 """

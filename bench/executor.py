@@ -66,7 +66,8 @@ def floor(graph: Graph, tool: NoopTool) -> float:
     t0 = time.perf_counter()
     outputs: dict[str, dict] = {}
     for node in graph.nodes:  # the shapes above list nodes in topological order
-        inputs = {k: (outputs[v["ref"].rsplit(".", 1)[0]]["y"] if isinstance(v, dict) else v) for k, v in node.inputs.items()}
+        inputs = {k: outputs[v["ref"].rsplit(".", 1)[0]]["y"] if isinstance(v, dict) else v
+                  for k, v in node.inputs.items()}  # fmt: skip
         outputs[node.id] = tool.run([NoopIn(**inputs)])[0].model_dump()
     return time.perf_counter() - t0
 

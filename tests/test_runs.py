@@ -278,7 +278,8 @@ def test_a_tool_traceback_goes_to_the_run_log_and_the_event_keeps_one_line(tmp_p
 
     engine = Engine("preview", home=tmp_path / "home")
     engine.registry.add(Broken())
-    out = engine.run_graph(Graph.model_validate({"nodes": [{"id": "a", "tool": "noop", "inputs": {}}], "output": "a.y"}))
+    g = Graph.model_validate({"nodes": [{"id": "a", "tool": "noop", "inputs": {}}], "output": "a.y"})
+    out = engine.run_graph(g)
     assert not out.ok and out.failed["a"] == "ValueError: the weights are"
     log = (Path(out.run_dir) / "log").read_text()
     assert "Traceback" in log and "in deep" in log and "not there" in log
