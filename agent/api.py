@@ -100,7 +100,7 @@ def _package_versions() -> dict[str, str]:
 
 class Engine:
     """What lives long: the profile, the store, the tool registry, the planner and its LLM client (an in-process
-    model loads once), and the executor with its shared scheduler (one set of resources for every run).
+    model loads once), and the executor on the process's one scheduler (one set of resources for every run).
 
     Each request is a :class:`~agent.run.Run` made by :meth:`start_run` (or by the entry points that make one:
     :meth:`generate`, :meth:`run_blueprint`, :meth:`run_graph`, :meth:`resume`); runs may go on at the same time
@@ -161,7 +161,10 @@ class Engine:
             registry = self.registry
             with self._lock:
                 if self._executor is None:
-                    self._executor = Executor(registry, self.store, window_ms=self.batch_window_ms)
+                    from agent.scheduler import process_scheduler  # one resource set for every engine and run
+
+                    self._executor = Executor(registry, self.store, window_ms=self.batch_window_ms,
+                                              scheduler=process_scheduler())  # fmt: skip
         return self._executor
 
     @property

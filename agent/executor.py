@@ -288,14 +288,17 @@ class Executor:
         self.use_cache = use_cache
         self.on_event = on_event
         self.scheduler = scheduler or Scheduler(cpu_slots=cpu_slots, retries=retries, window_ms=window_ms)
+        self.window = max(0.0, window_ms) / 1000  # how long this executor's nodes may wait for other runs' nodes
+        self._own_scheduler = scheduler is None
         self._images: OrderedDict[str, PILImage.Image] = OrderedDict()
         self._images_lock = threading.Lock()
         self._unwritten: dict[str, PILImage.Image] = {}
         self._identity: dict[str, str] = {}
 
     def close(self) -> None:
-        """Stop the worker threads (they also end with the process)."""
-        self.scheduler.close()
+        """Stop the worker threads of this executor's own scheduler (a shared one lives with the process)."""
+        if self._own_scheduler:
+            self.scheduler.close()
 
     # --- one run ---------------------------------------------------------------------------------------------
     def run(self, graph: Graph, record: RunRecord | None = None, *, run: Run | None = None,
@@ -392,7 +395,8 @@ class Executor:
                 else:
                     run.emit({"event": "cache_bypass", "node": node.id, "tool": tool.name})
                 bkey = tool.batch_key(inputs)
-                groups.setdefault((tool.name, bkey), (tool, []))[1].append(Entry(owner, node.id, inputs, key))
+                entry = Entry(owner, node.id, inputs, key, self.window)
+                groups.setdefault((tool.name, bkey), (tool, []))[1].append(entry)
         n = 0
         for (_, bkey), (tool, entries) in groups.items():
             self.scheduler.submit(tool, bkey, entries, caller=owner)

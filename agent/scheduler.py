@@ -47,6 +47,7 @@ class Entry:
     node_id: str
     inputs: dict
     key: str
+    window: float | None = None  # seconds this entry may wait for company (its engine's setting; None: the default)
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -187,8 +188,9 @@ class Scheduler:
             tool = self._tools[qkey]
             limit = self.slots.get(tool.resource, 1)
             while q and self._busy[tool.resource] < limit:
-                if self.window and self._attached > 1 and len(q) < tool.max_batch:
-                    due = q[0].enqueued + self.window
+                window = self.window if q[0].window is None else q[0].window
+                if window and self._attached > 1 and len(q) < tool.max_batch:
+                    due = q[0].enqueued + window
                     if now < due:  # let the other runs' nodes of this kind arrive
                         wait = due - now if wait is None else min(wait, due - now)
                         break
@@ -212,7 +214,8 @@ class Scheduler:
         launch: list = []
         with self._cond:
             self._busy[tool.resource] -= 1
-            self.batches.append({"tool": tool.name, "size": len(batch), "runs": len(groups), "ms": round(ms, 3)})
+            self.batches.append({"tool": tool.name, "tool_id": id(tool), "size": len(batch), "runs": len(groups),
+                                 "ms": round(ms, 3)})  # fmt: skip
             self._wait = self._take(launch)  # the freed slot may start the next batch at once
             if self._wait is not None:
                 self._ensure_timer()
@@ -293,6 +296,20 @@ class Scheduler:
                 f"tool '{tool.name}' returned {len(outs)} results of the wrong type for {len(inputs)} inputs"
             )
         return outs
+
+
+_PROCESS: Scheduler | None = None
+_PROCESS_LOCK = threading.Lock()
+
+
+def process_scheduler() -> Scheduler:
+    """The scheduler every engine of this process shares: one set of resources (one GPU slot) however many
+    engines and runs there are, so nothing ever calls two models on one device at once."""
+    global _PROCESS
+    with _PROCESS_LOCK:
+        if _PROCESS is None:
+            _PROCESS = Scheduler()
+        return _PROCESS
 
 
 def _describe(err: BaseException) -> str:

@@ -74,15 +74,16 @@ def run_side(profile, config, home: Path, prompts: list[str], window_ms: float, 
         worker.join()
     seconds = time.perf_counter() - t0
     assert all(o.ok for o in outcomes), [o.failed for o in outcomes]
-    gpu_tools = {n for n in engine.registry.names() if engine.registry.get(n).resource == "gpu"}
-    gpu = [b for b in sched.batches if b["tool"] in gpu_tools]
+    mine = {id(engine.registry.get(n)): engine.registry.get(n).resource for n in engine.registry.names()}
+    calls = [b for b in sched.batches if b["tool_id"] in mine]
+    gpu = [b for b in calls if mine[b["tool_id"]] == "gpu"]
     engine.close()
     return {
         "seconds": seconds,
-        "calls": len(sched.batches),
+        "calls": len(calls),
         "gpu_calls": len(gpu),
         "gpu_mean_batch": round(sum(b["size"] for b in gpu) / len(gpu), 2) if gpu else None,
-        "shared_calls": sum(b["runs"] > 1 for b in sched.batches),
+        "shared_calls": sum(b["runs"] > 1 for b in calls),
         "images": [o.image for o in outcomes],
     }
 
