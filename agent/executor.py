@@ -32,7 +32,18 @@ from typing import Any
 from PIL import Image as PILImage
 from pydantic import BaseModel
 
-from agent.graph import Dag, Graph, LoopNode, ToolNode, derive_seed, iter_refs, map_refs, parse_ref, validate_graph
+from agent.graph import (
+    Dag,
+    Graph,
+    LoopNode,
+    ToolNode,
+    derive_seed,
+    fields_of,
+    iter_refs,
+    map_refs,
+    parse_ref,
+    validate_graph,
+)
 from agent.run import Run
 from agent.scheduler import CANCELLED, Entry, Scheduler, _describe
 from agent.store import RunRecord, Store, canonical_json, image_digest, sha256_hex
@@ -380,7 +391,7 @@ class Executor:
             for node in nodes:
                 tool = self.registry.get(node.tool)
                 inputs = state.resolve(node.inputs)
-                if "seed" in tool.Input.model_fields and "seed" not in inputs:
+                if "seed" in fields_of(tool.Input) and "seed" not in inputs:
                     inputs = {**inputs, "seed": derive_seed(run.seed, node.id)}
                 key = self._cache_key(tool, inputs)
                 totals["nodes"] += 1

@@ -97,9 +97,10 @@ def map_refs(value: Any, fn) -> Any:
     resolving, loop instantiation, prefixing and listing references all go through it). Values without a
     reference come back as they are, not copied."""
     if isinstance(value, dict):
-        ref = parse_ref(value)
-        if ref:
-            return fn(*ref)
+        if len(value) == 1 and "ref" in value:
+            ref = parse_ref(value)
+            if ref:
+                return fn(*ref)
         out, changed = {}, False
         for k, v in value.items():
             nv = map_refs(v, fn) if isinstance(v, (dict, list)) else v
@@ -124,6 +125,17 @@ def derive_seed(run_seed: int, node_id: str) -> int:
     """Each node's seed comes from the run seed and its id, so adding a node never shifts another's noise."""
     digest = hashlib.sha256(f"{run_seed}:{node_id}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+@functools.lru_cache(maxsize=None)
+def fields_of(model: type[BaseModel]) -> dict:
+    """A model class's fields, looked up once (pydantic's class attribute costs microseconds a call)."""
+    return dict(model.model_fields)
+
+
+@functools.lru_cache(maxsize=None)
+def _required(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(f for f, info in fields_of(model).items() if info.is_required() and f != "seed")
 
 
 @functools.lru_cache(maxsize=None)
@@ -207,7 +219,7 @@ def validate_graph(graph: Graph, registry: Registry) -> Dag:
     def outputs_of(node: Node):
         if isinstance(node, LoopNode):
             return set(node.state) | {"iterations", "trace"}
-        return registry.get(node.tool).Output.model_fields
+        return fields_of(registry.get(node.tool).Output)
 
     def check_tool(node: ToolNode, where: str, local: dict[str, ToolNode] | None = None, state: set[str] = frozenset()):
         try:
@@ -219,15 +231,15 @@ def validate_graph(graph: Graph, registry: Registry) -> Dag:
                 f"{where}: asks for {node.tool} version '{node.version}' but this profile has '{tool.version}';"
                 " recompile the graph from its blueprint"
             )
-        unknown = node.inputs.keys() - tool.Input.model_fields.keys()
+        fields = fields_of(tool.Input)
+        unknown = node.inputs.keys() - fields.keys()
         if unknown:
             raise GraphError(
                 f"{where}: unknown input(s) {sorted(unknown)} for tool '{node.tool}';"
-                f" it takes {sorted(tool.Input.model_fields)}"
+                f" it takes {sorted(fields)}"
             )
         deps = set()
         literals = {}
-        fields = tool.Input.model_fields
         for name, value in node.inputs.items():
             refs = iter_refs(value)  # once per input: the reference parser is the hot spot of validation
             if not refs:
@@ -245,7 +257,7 @@ def validate_graph(graph: Graph, registry: Registry) -> Dag:
                     continue
                 if local is not None and src in local:
                     src_tool = registry.get(local[src].tool)
-                    if out not in src_tool.Output.model_fields:
+                    if out not in fields_of(src_tool.Output):
                         raise GraphError(f"{where}: input '{name}' refers to '{src}.{out}', which has no such output")
                     continue
                 if src not in by_id:
@@ -263,7 +275,7 @@ def validate_graph(graph: Graph, registry: Registry) -> Dag:
                 ):
                     raise GraphError(f"{where}: input '{name}' and '{src}.{out}' have different types (image vs value)")
                 deps.add(src)
-        missing = [f for f, info in fields.items() if info.is_required() and f not in node.inputs and f != "seed"]
+        missing = [f for f in _required(tool.Input) if f not in node.inputs]
         if missing:
             raise GraphError(f"{where}: missing required input(s) {missing} for tool '{node.tool}'")
         for field, err in _literal_errors(tool.Input, literals):
