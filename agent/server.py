@@ -471,9 +471,7 @@ def create_app(
         if recover:
             server.recover()
         yield
-        for run_id in engine.active_runs():  # stopping the server cancels what is running; resume finishes it
-            engine.cancel(run_id)
-        server.worker.shutdown(wait=True, cancel_futures=False)
+        server.worker.shutdown(wait=True, cancel_futures=False)  # turns in flight finish (or resume on restart)
 
     app = FastAPI(
         title="scenewright",
