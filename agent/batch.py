@@ -10,9 +10,10 @@ file (a ``.json`` file is never read as prompts). Each item is
 one ordinary run (its own run record, so ``resume`` and ``replay`` work on it). Results go to a JSONL file, one
 line per item as it finishes (``index`` says which), so a crash keeps every finished line.
 
-Concurrency overlaps planning (LLM round trips), CPU tools and I/O. Tools on the ``gpu`` resource are called by
-one item at a time (a lock around each GPU tool), so concurrent items never race on one device; items are not
-merged into shared batches (each item is its own graph and seeds).
+Concurrency overlaps planning (LLM round trips), CPU tools and I/O, and lets items share model calls: every item
+is a run on the one engine, whose scheduler batches ready nodes of all runs per tool (a GPU batch may hold nodes of
+several items; the GPU is one resource, so concurrent items never race on it). Each item keeps its own graph and
+seeds, so its images are the same as when it runs alone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from agent.api import Engine, UserError, load_plan_file
+from agent.run import RunCancelled
 from agent.blueprint import Blueprint
 
 MAX_PROMPT_FILE_BYTES = 10 * 1024 * 1024
@@ -127,22 +129,6 @@ def load_items(path: str | Path) -> list[BatchItem]:
     return items
 
 
-def _serialize_gpu_tools(engine: Engine) -> None:
-    """Wrap each GPU tool's ``run`` in a lock (once), so concurrent items take turns on the device."""
-    for name in engine.registry.names():
-        tool = engine.registry.get(name)
-        if getattr(tool, "resource", "cpu") != "gpu" or getattr(tool, "_batch_locked", False):
-            continue
-        lock, run = threading.Lock(), tool.run
-
-        def locked(batch, _run=run, _lock=lock):
-            with _lock:
-                return _run(batch)
-
-        tool.run = locked
-        tool._batch_locked = True
-
-
 def _run_item(engine: Engine, item: BatchItem, seed: int | None) -> ItemResult:
     t0 = time.perf_counter()
     res = ItemResult(index=item.index, source=item.source, kind=item.kind, ok=False)
@@ -159,6 +145,8 @@ def _run_item(engine: Engine, item: BatchItem, seed: int | None) -> ItemResult:
         res.total_nodes, res.cached_nodes, res.failed_nodes = outcome.total_nodes, outcome.cached_nodes, outcome.failed
         if not outcome.ok:
             res.error = "; ".join(f"{k}: {v}" for k, v in outcome.failed.items()) or "run failed"
+    except RunCancelled as err:
+        res.error, res.run_id = str(err), err.run_id
     except Exception as err:  # noqa: BLE001 - one item's failure (bad file, planner error, crash) is its own
         res.error = f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err)
         res.error = res.error.splitlines()[0][:500] if res.error else type(err).__name__
@@ -178,7 +166,6 @@ def run_batch(
     """Run every item; write one JSONL line per finished item to ``out``; return the summary."""
     if not 1 <= concurrency <= 64:
         raise UserError(f"concurrency {concurrency} is out of range 1..64")
-    _serialize_gpu_tools(engine)
     t0 = time.perf_counter()
     results: list[ItemResult] = []
     write_lock = threading.Lock()
@@ -186,8 +173,10 @@ def run_batch(
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fh = open(out, "w", encoding="utf-8")
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch")
+    futures = []
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool:
+        with pool:
             futures = [pool.submit(_run_item, engine, item, seed) for item in items]
             for fut in as_completed(futures):
                 res = fut.result()
@@ -198,6 +187,13 @@ def run_batch(
                         fh.flush()
                 if on_result is not None:
                     on_result(res)
+    except KeyboardInterrupt:  # Ctrl-C: items not started never start; running ones end cancelled
+        for fut in futures:
+            fut.cancel()
+        for run_id in engine.active_runs():
+            engine.cancel(run_id)
+        pool.shutdown(wait=True)
+        raise
     finally:
         if fh is not None:
             fh.close()

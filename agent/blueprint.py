@@ -161,11 +161,17 @@ def _base_name(name: str) -> str:
     return head if head and tail.isdigit() else name
 
 
+def printable(text: str) -> str:
+    """``text`` with control and line-break characters escaped (``\\x85``): a key from an untrusted file must not
+    break a one-line error in two."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def format_validation_error(err: ValidationError, limit: int = 3) -> list[str]:
     """Pydantic errors as short 'where: what' lines (used for user messages and LLM repair prompts)."""
     lines = []
     for e in err.errors()[:limit]:
-        where = ".".join(str(p) for p in e["loc"]) or "blueprint"
+        where = printable(".".join(str(p) for p in e["loc"])) or "blueprint"
         lines.append(f"{where}: {e['msg']}")
     if len(err.errors()) > limit:
         lines.append(f"... and {len(err.errors()) - limit} more")

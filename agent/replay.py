@@ -65,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.api import Engine, UserError
 from agent.blueprint import BlueprintError, parse_blueprint
 from agent.executor import Executor
+from agent.run import Run
 from agent.graph import Graph, GraphError, LoopNode, ToolNode, validate_graph
 from agent.profiles import Profile, ProfileError, get_profile
 from agent.store import ArtifactError, Store, canonical_json, image_digest, is_digest, redact
@@ -711,8 +712,9 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
                 )
                 report.diffs.append(NodeDiff("<compile>", "recipe", reason))
     # 3. execute with the cache bypassed, tools at today's versions, model answers (VLM) from the recording
-    _serve_recorded_answers(engine, _read_jsonl(d / "llm.jsonl"))
-    _execute_and_compare(graph, _read_jsonl(d / "events.jsonl"), engine, store, case, report, old_images, new_images)
+    recorder = _StrictRecorder(_read_jsonl(d / "llm.jsonl"))  # model answers (VLM) from the recording
+    _execute_and_compare(graph, _read_jsonl(d / "events.jsonl"), engine, store, case, report, old_images, new_images,
+                         recorder)
 
 
 def _recorded_canvas(recorded_bp: dict, prof: Profile):
@@ -723,16 +725,6 @@ def _recorded_canvas(recorded_bp: dict, prof: Profile):
         return Canvas.model_validate(recorded_bp["canvas"])
     except (KeyError, TypeError, ValidationError):
         return Canvas(width=prof.width, height=prof.height)
-
-
-def _serve_recorded_answers(engine: Engine, rows: list[dict]) -> None:
-    """Tools that ask a model through the LLM client (the VLM critic) get the run's recorded answers; a request the
-    recording does not hold fails that node (a divergence), never a live call."""
-    recorder = _StrictRecorder(rows)
-    for name in engine.registry.names():
-        tool = engine.registry.get(name)
-        if hasattr(tool, "recorder"):
-            tool.recorder = recorder
 
 
 def _segments(events: list[dict]) -> list[list[dict]]:
@@ -752,7 +744,7 @@ def _replay_rounds(d: Path, engine: Engine, store: Store, case: _Case, report: C
     segments = _segments(_read_jsonl(d / "events.jsonl"))
     if not graphs or len(segments) < len(graphs):
         raise UserError(f"{d} has {len(graphs)} round graphs but {len(segments)} recorded executions; not replayable")
-    _serve_recorded_answers(engine, _read_jsonl(d / "llm.jsonl"))
+    recorder = _StrictRecorder(_read_jsonl(d / "llm.jsonl"))
     for path, events in zip(graphs, segments):
         try:
             graph = Graph.model_validate(_read_json(path))
@@ -761,14 +753,17 @@ def _replay_rounds(d: Path, engine: Engine, store: Store, case: _Case, report: C
         if not case.trusted:
             graph = _confine_inputs(graph, d)
         before = len(report.diffs)
-        _execute_and_compare(graph, events, engine, store, case, report, old_images, new_images)
+        _execute_and_compare(graph, events, engine, store, case, report, old_images, new_images, recorder)
         round_name = path.name.split(".")[0]
         for diff in report.diffs[before:]:
             diff.node = f"{round_name}/{diff.node}"
 
 
 def _execute_and_compare(graph: Graph, events: list[dict], engine: Engine, store: Store, case: _Case,
-                         report: CaseReport, old_images: _Images, new_images: _Images) -> None:
+                         report: CaseReport, old_images: _Images, new_images: _Images, recorder) -> None:
+    """Run ``graph`` with the cache bypassed (and never written) and compare each node with ``events``. Tools that
+    ask a model through the LLM client (the VLM critic) get ``recorder``: the recorded answers, and a request the
+    recording does not hold fails that node (a divergence), never a live call."""
     order, recorded, rec_tools = _recorded_outputs(events)
     registry = engine.registry
     versions: dict[str, tuple[str, str]] = {}
@@ -801,7 +796,12 @@ def _execute_and_compare(graph: Graph, events: list[dict], engine: Engine, store
             failures[ev["node"]] = ev.get("error", "")
 
     executor = Executor(registry, _NoCacheWrites(store.home), use_cache=False, keep_going=True, on_event=on_event)
-    result = executor.run(run_graph, None)
+    run = Run(record=None, seed=run_graph.seed, on_event=on_event, keep_going=True, use_cache=False,
+              write_cache=False, recorder=recorder)
+    try:
+        result = executor.run(run_graph, run=run, dag=dag)
+    finally:
+        executor.close()
     new_outputs = result.outputs
     loops = {n.id for n in graph.nodes if isinstance(n, LoopNode)}
     # 4. compare, in recorded execution order. A deterministic tool is compared byte for byte only while its inputs
@@ -932,9 +932,7 @@ class _NoCacheWrites(Store):
 
 
 def _ancestors(dag, node: str) -> set[str]:
-    import networkx as nx
-
-    return nx.ancestors(dag, node)
+    return dag.ancestors(node)
 
 
 # --- the public entry points ----------------------------------------------------------------------------------------

@@ -4,10 +4,15 @@ chat web page at ``/``.
 Resources: sessions (create, list, read, send a message, undo, branch), turns, runs (list, read, final image,
 events by polling or as a server-sent-event stream), artifacts (content-addressed PNGs, by sha256 only).
 
-Work runs on one background worker thread, one turn at a time, in order: the engine's models (one GPU) are shared,
-and a session's turns must apply in the order they were sent. ``POST`` returns at once with the queued turn
-(``wait=true`` blocks until it is done); clients poll the turn or stream its run's events. On start the server
-finishes turns a previous process left pending (resumed from their run records), so a session survives a restart.
+Work runs on a small pool of worker threads: turns of different sessions (and runs posted to ``/api/runs``) run at
+the same time, and the engine's scheduler batches their model calls together (the GPU is one resource, shared);
+turns of one session run one after another, in the order they were sent, since each edits the picture the one
+before made. Every ``POST`` that starts work returns at once (202: the queued turn, or the new run's id); clients
+poll the turn or run, or stream its events. ``wait=true`` waits for the result without holding a thread (at most
+``MAX_WAITERS`` at a time; beyond that the request is refused and should poll), so ``/api/health`` always answers.
+A run or a turn's run is cancelled with ``POST /api/runs/{id}/cancel``: it stops at its next model step, its
+record says ``cancelled``, and ``resume`` finishes it. On start the server finishes turns a previous process left
+pending (resumed from their run records), so a session survives a restart.
 
 Security, in layers:
 
@@ -30,6 +35,7 @@ import json
 import os
 import re
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -38,10 +44,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as FastPath
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.api import Engine, UserError
+from agent.api import Engine, RunCancelled, UserError
 from agent.blueprint import BlueprintError, parse_blueprint
 from agent.http_guard import Guard, is_loopback
 from agent.sessions import PENDING, ChatSession, Sessions, Turn, check_session_id
@@ -57,6 +64,8 @@ WEB_FILES = {
     "style.css": "text/css; charset=utf-8",
 }
 STREAM_LIMIT_S = 600.0
+WORKERS = 4  # turns and runs at the same time (their model calls share batches on the engine's scheduler)
+MAX_WAITERS = 32  # wait=true requests awaiting a result at once
 
 
 # --- request and response models (these make the OpenAPI schema) -------------------------------------------------
@@ -90,6 +99,7 @@ class RunIn(_In):
     prompt: Annotated[str, Field(max_length=8000)] | None = None
     blueprint: dict[str, Any] | None = None
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    wait: bool = False
 
 
 class LayoutBox(BaseModel):
@@ -115,6 +125,9 @@ class Layout(BaseModel):
 class Progress(BaseModel):
     done: int
     total: int
+    node: str | None = None  # the node whose model call is stepping now ("step 12/20 of repaint.cat")
+    step: int | None = None
+    steps: int | None = None
 
 
 class TurnView(BaseModel):
@@ -169,25 +182,80 @@ class EventsPage(BaseModel):
 
 
 class Server:
-    """The engine, the sessions, and the one worker thread that runs turns in order."""
+    """The engine, the sessions, and the workers: sessions run at the same time, one session's turns in order."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, workers: int = WORKERS, max_waiters: int = MAX_WAITERS):
         self.engine = engine
         self.sessions = Sessions(engine)
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenewright-worker")
-        self._futures: dict[tuple[str, int], Future] = {}
+        self.worker = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scenewright-worker")
+        self.max_waiters = max_waiters
+        self.waiting = 0  # requests awaiting a result (wait=true); only touched on the event loop
+        self._queues: dict[str, deque[tuple[int, Future]]] = {}  # session → its turns not yet started, in order
         self._lock = threading.Lock()
 
     def submit(self, session: ChatSession, index: int) -> Future:
-        fut = self.worker.submit(session.process, index)
+        """Queue a turn behind the session's earlier ones; other sessions' turns do not wait for it."""
+        fut: Future = Future()
         with self._lock:
-            self._futures[(session.id, index)] = fut
-            for key in [k for k, f in self._futures.items() if f.done()]:
-                self._futures.pop(key, None)
+            q = self._queues.get(session.id)
+            idle = q is None
+            if idle:
+                q = self._queues[session.id] = deque()
+            q.append((index, fut))
+        if idle:
+            self.worker.submit(self._drain, session)
         return fut
 
-    def recover(self) -> Future:
-        return self.worker.submit(self.sessions.recover)
+    def _drain(self, session: ChatSession) -> None:
+        """Work through one session's queue on one worker thread, in order, until it is empty."""
+        while True:
+            with self._lock:
+                q = self._queues[session.id]
+                if not q:
+                    del self._queues[session.id]
+                    return
+                index, fut = q.popleft()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(session.process(index))
+            except BaseException as err:  # noqa: BLE001 - the turn's record says what happened; keep draining
+                fut.set_exception(err)
+
+    def start_run(self, body: "RunIn") -> tuple[Future, str]:
+        """A run for ``POST /api/runs``: its record (and id) now, the work on a worker."""
+        if body.blueprint is not None:
+            try:
+                bp = parse_blueprint(body.blueprint)
+            except BlueprintError as err:
+                raise HTTPException(400, f"invalid blueprint: {err.errors[0]}") from None
+            run = self.engine.start_run({"kind": "blueprint", "seed": bp.seed}, prompt=bp.prompt)
+            return self.worker.submit(self.engine.run_blueprint, bp, run=run), run.id
+        if not (body.prompt or "").strip():
+            raise HTTPException(400, "the prompt is empty; describe the image you want")
+        run = self.engine.start_run({"kind": "prompt", "prompt": body.prompt, "seed": body.seed})
+        return self.worker.submit(self.engine.generate, body.prompt, seed=body.seed, run=run), run.id
+
+    async def wait(self, fut: Future) -> Any:
+        """Await a worker's result on the event loop (no thread is held while waiting)."""
+        self.waiting += 1
+        try:
+            return await asyncio.wrap_future(fut)
+        finally:
+            self.waiting -= 1
+
+    def check_waiters(self) -> None:
+        if self.waiting >= self.max_waiters:
+            raise HTTPException(503, f"{self.waiting} requests are already waiting for results; send wait=false"
+                                     " and poll the turn or run instead")  # fmt: skip
+
+    def recover(self) -> None:
+        """Queue the turns a previous process left pending (planning ones start over; running ones resume)."""
+        for t in self.sessions.db.pending_turns():
+            if t.status == "planning":
+                t.status, t.run_id = "queued", None
+                self.sessions.db.save_turn(t)
+            self.submit(ChatSession(self.sessions, t.session_id), t.index)
 
     def session(self, session_id: str) -> ChatSession:
         try:
@@ -262,6 +330,7 @@ class Server:
 
 def _progress(events_path: Path) -> dict:
     done = total = 0
+    step: dict = {}
     if events_path.exists():
         for line in events_path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
@@ -277,7 +346,11 @@ def _progress(events_path: Path) -> dict:
                 total += ev.get("nodes", 0)
             elif kind in ("finished", "cached", "failed", "skipped"):
                 done += 1
-    return {"done": done, "total": max(total, done)}
+                if ev.get("node") == step.get("node"):
+                    step = {}
+            elif kind == "progress":
+                step = {"node": ev.get("node"), "step": ev.get("step"), "steps": ev.get("total")}
+    return {"done": done, "total": max(total, done), **step}
 
 
 def _read_events(path: Path, after: int, limit: int) -> tuple[list[dict], int]:
@@ -309,12 +382,15 @@ def _read_record(path: Path) -> Any:
         raise StoreError(f"{path} is damaged ({type(err).__name__}); `scenewright doctor` lists damaged records") from None
 
 
-def _run_done(run_dir: Path) -> bool:
+def _read_status(run_dir: Path) -> str | None:
     try:
-        status = json.loads((run_dir / "status.json").read_text()).get("status")
+        return json.loads((run_dir / "status.json").read_text()).get("status")
     except (OSError, ValueError, RecursionError, AttributeError):
-        return False
-    return status in ("done", "failed")
+        return None
+
+
+def _run_done(run_dir: Path) -> bool:
+    return _read_status(run_dir) in ("done", "failed", "cancelled")
 
 
 def create_app(
@@ -327,18 +403,20 @@ def create_app(
     check_host: bool | None = None,
     recover: bool = True,
     port: int | None = None,
+    workers: int = WORKERS,
+    max_waiters: int = MAX_WAITERS,
 ) -> FastAPI:
     """The ASGI app. ``check_host`` defaults to on without a token (loopback-only), off with one; with ``port``, the
     Host header must also name that port (see ``agent/http_guard.py``)."""
     engine = engine or Engine(profile, home=home)
-    server = Server(engine)
+    server = Server(engine, workers=workers, max_waiters=max_waiters)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if recover:
             server.recover()
         yield
-        server.worker.shutdown(wait=True, cancel_futures=False)
+        server.worker.shutdown(wait=True, cancel_futures=False)  # turns in flight finish (or resume on restart)
 
     app = FastAPI(
         title="scenewright",
@@ -395,52 +473,66 @@ def create_app(
 
     # --- sessions --------------------------------------------------------------------------------------------
     @app.get("/api/health")
-    def health() -> dict:
-        return {"ok": True, "profile": engine.profile.name}
+    async def health() -> dict:  # on the event loop: answers however busy the workers and threads are
+        return {"ok": True, "profile": engine.profile.name, "active_runs": len(engine.active_runs()),
+                "waiting": server.waiting}  # fmt: skip
 
     @app.get("/api/sessions", response_model=list[SessionSummary])
     def list_sessions(limit: int = Query(100, ge=1, le=1000)):
         return server.sessions.list(limit)
 
     @app.post("/api/sessions", status_code=201, response_model=SessionView)
-    def create_session(body: CreateSession):
-        bp = None
-        if body.blueprint is not None:
-            try:
-                bp = parse_blueprint(body.blueprint)
-            except BlueprintError as err:
-                raise HTTPException(400, f"invalid blueprint: {err.errors[0]}") from None
-        try:
-            session = server.sessions.create(body.prompt, blueprint=bp, seed=body.seed, title=body.title, run=False)
-        except UserError as err:
-            raise HTTPException(400, str(err)) from None
-        fut = server.submit(session, 0)
+    async def create_session(body: CreateSession):
         if body.wait:
-            fut.result()
-        return server.session_view(session)
+            server.check_waiters()
+
+        def create():
+            bp = None
+            if body.blueprint is not None:
+                try:
+                    bp = parse_blueprint(body.blueprint)
+                except BlueprintError as err:
+                    raise HTTPException(400, f"invalid blueprint: {err.errors[0]}") from None
+            try:
+                session = server.sessions.create(body.prompt, blueprint=bp, seed=body.seed, title=body.title,
+                                                 run=False)  # fmt: skip
+            except UserError as err:
+                raise HTTPException(400, str(err)) from None
+            return session, server.submit(session, 0)
+
+        session, fut = await run_in_threadpool(create)
+        if body.wait:
+            await server.wait(fut)
+        return await run_in_threadpool(server.session_view, session)
 
     @app.get("/api/sessions/{session_id}", response_model=SessionView)
     def get_session(session_id: str):
         return server.session_view(server.session(session_id))
 
-    def _send(session_id: str, text: str, wait: bool) -> dict:
-        session = server.session(session_id)
-        try:
-            turn = session.submit(text)
-        except UserError as err:
-            raise HTTPException(400, str(err)) from None
-        fut = server.submit(session, turn.index)
+    async def _send(session_id: str, text: str, wait: bool) -> dict:
         if wait:
-            fut.result()
-        return server.turn_view(session.turn(turn.index))
+            server.check_waiters()
+
+        def submit():
+            session = server.session(session_id)
+            try:
+                turn = session.submit(text)
+            except UserError as err:
+                raise HTTPException(400, str(err)) from None
+            return session, turn, server.submit(session, turn.index)
+
+        session, turn, fut = await run_in_threadpool(submit)
+        if wait:
+            await server.wait(fut)
+        return await run_in_threadpool(lambda: server.turn_view(session.turn(turn.index)))
 
     @app.post("/api/sessions/{session_id}/messages", status_code=202, response_model=TurnView)
-    def send_message(session_id: str, body: MessageIn):
-        return _send(session_id, body.text, body.wait)
+    async def send_message(session_id: str, body: MessageIn):
+        return await _send(session_id, body.text, body.wait)
 
     @app.post("/api/sessions/{session_id}/undo", status_code=202, response_model=TurnView)
-    def undo(session_id: str, body: WaitIn):
-        return _send(session_id, "undo", body.wait)
+    async def undo(session_id: str, body: WaitIn):
+        return await _send(session_id, "undo", body.wait)
 
     @app.post("/api/sessions/{session_id}/branch", status_code=201, response_model=SessionView)
     def branch(session_id: str, body: BranchIn):
@@ -464,25 +556,57 @@ def create_app(
     def list_runs(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
         return engine.store.list_runs(limit)
 
-    @app.post("/api/runs", status_code=201)
-    def create_run(body: RunIn) -> dict:
-        """Generate from a prompt, or run a blueprint; waits for the result (a run is seconds on preview)."""
+    @app.post("/api/runs", status_code=202)
+    async def create_run(body: RunIn):
+        """Generate from a prompt, or run a blueprint. Answers at once with the run's id (poll ``GET
+        /api/runs/{id}`` or stream its events); ``wait=true`` answers with the finished run instead."""
         if (body.prompt is None) == (body.blueprint is None):
             raise HTTPException(400, "give a prompt or a blueprint (one of them)")
-        if body.blueprint is not None:
-            try:
-                bp = parse_blueprint(body.blueprint)
-            except BlueprintError as err:
-                raise HTTPException(400, f"invalid blueprint: {err.errors[0]}") from None
-            fut = server.worker.submit(engine.run_blueprint, bp)
-        else:
-            fut = server.worker.submit(engine.generate, body.prompt, seed=body.seed)
+        if body.wait:
+            server.check_waiters()
+        fut, run_id = await run_in_threadpool(server.start_run, body)
+        if not body.wait:
+            return {"run_id": run_id, "status": "queued", "url": f"/api/runs/{run_id}",
+                    "events": f"/api/runs/{run_id}/events/stream"}  # fmt: skip
         try:
-            return fut.result().to_dict()
+            outcome = await server.wait(fut)
+        except RunCancelled:
+            raise HTTPException(409, f"run {run_id} was cancelled; POST /api/runs/{run_id}/resume finishes it")
         except UserError as err:
             raise HTTPException(400, str(err)) from None
         except Exception as err:  # planning errors: the model's output was bad input
             raise HTTPException(422, f"{type(err).__name__}: {err}") from None
+        return JSONResponse({**outcome.to_dict(), "status": "done" if outcome.ok else "failed"}, status_code=200)
+
+    @app.post("/api/runs/{run_id}/cancel", status_code=202)
+    async def cancel_run(run_id: str) -> dict:
+        """Cancel a planning or running run: it stops at its next model step; ``resume`` finishes it later."""
+        d = server.run_dir(run_id)
+        if engine.cancel(run_id):
+            return {"run_id": run_id, "status": "cancelling"}
+        status = _read_status(d)
+        raise HTTPException(409, f"run {run_id} is not running in this server (status '{status}')")
+
+    @app.post("/api/runs/{run_id}/resume", status_code=202)
+    async def resume_run(run_id: str) -> dict:
+        """Continue a cancelled, failed or interrupted run from its record (finished nodes from the cache)."""
+        d = server.run_dir(run_id)
+        status = _read_status(d)
+        if status in ("done",) or run_id in engine.active_runs():
+            raise HTTPException(409, f"run {run_id} is {'running' if status != 'done' else 'done'}; nothing to resume")
+        server.worker.submit(engine.resume, run_id)
+        return {"run_id": run_id, "status": "queued", "url": f"/api/runs/{run_id}"}
+
+    @app.post("/api/sessions/{session_id}/turns/{index}/cancel", status_code=202, response_model=TurnView)
+    def cancel_turn(session_id: str, index: int):
+        """Cancel a turn's run; the turn ends ``failed`` with an error that says how to resume its run."""
+        session = server.session(session_id)
+        turn = session.db.turn(session.id, index)
+        if turn is None:
+            raise HTTPException(404, f"session {session_id} has no turn {index}")
+        if turn.status not in PENDING or not turn.run_id or not engine.cancel(turn.run_id):
+            raise HTTPException(409, f"turn {index} of session {session_id} is not running ({turn.status})")
+        return server.turn_view(turn)
 
     @app.get("/api/runs/{run_id}")
     def get_run(run_id: str) -> dict:

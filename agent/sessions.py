@@ -39,11 +39,11 @@ import secrets
 import sqlite3
 import threading
 import time
-import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from agent.api import Engine, RunOutcome, UserError, check_text
+from agent.run import Run, RunCancelled
 from agent.blueprint import Blueprint, BlueprintError
 from agent.edits import EditError, EditPlan, SceneState, apply_edits, parse_edit_plan
 from agent.graph import Graph, LoopNode, ToolNode
@@ -383,19 +383,6 @@ def compile_state(engine: Engine, state: SceneState, anchor: dict | None = None)
 
 
 # --- running -------------------------------------------------------------------------------------------------------
-_ENGINE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_LOCK = threading.Lock()
-
-
-def engine_lock(engine: Engine) -> threading.RLock:
-    """One run at a time per engine: its models (one GPU) and its ``on_event`` hook are shared."""
-    with _LOCKS_LOCK:
-        lock = _ENGINE_LOCKS.get(engine)
-        if lock is None:
-            lock = _ENGINE_LOCKS[engine] = threading.RLock()
-        return lock
-
-
 class _BufferRecorder:
     """Keeps LLM exchanges of an edit call until the turn's run record exists, then writes them to llm.jsonl."""
 
@@ -411,18 +398,6 @@ class _BufferRecorder:
     def flush(self, record: RunRecord) -> None:
         for kind, request, response in self.rows:
             record.append_jsonl("llm.jsonl", {"kind": kind, "request": request, "response": response})
-
-
-def _execute(engine: Engine, record: RunRecord, bp: Blueprint, graph: Graph, on_event) -> RunOutcome:
-    """Run a prepared graph through the engine's own record-keeping, with a per-call event hook."""
-    with engine_lock(engine):
-        previous = engine.on_event
-        if on_event is not None:
-            engine.on_event = on_event if previous is None else (lambda ev: (previous(ev), on_event(ev)))
-        try:
-            return engine._execute(record, bp, graph)
-        finally:
-            engine.on_event = previous
 
 
 def _node_summary(record: RunRecord) -> tuple[list[str], list[str]]:
@@ -555,28 +530,28 @@ class ChatSession:
         engine = self.engine
         turn.status = "planning"
         self.db.save_turn(turn)
-        record = engine.store.new_run(profile=engine.profile.name, prompt=turn.message)
-        turn.run_id = record.id
         if turn.kind == "prompt":
-            engine._write_request(
-                record,
+            run = engine.start_run(
                 {"kind": "prompt", "prompt": turn.message, "seed": turn.seed, "session": self.id, "turn": turn.index},
+                prompt=turn.message, on_event=on_event,
             )
+            turn.run_id = run.id
             said: list[str] = []  # what the planner left out: shown with the turn's changes (CLI, API, page)
             try:
-                bp = engine.plan(turn.message, seed=turn.seed, record=record, notices=said)
+                bp = engine.plan(turn.message, run, seed=turn.seed, notices=said)
             except (PlanningError, UserError) as err:
-                record.set_status("failed", error=str(err))
+                run.record.set_status("failed", error=str(err))
+                engine.forget(run)
                 raise
         else:
             said = []
             bp = Blueprint.model_validate(turn.state["blueprint"])
-            engine._write_request(
-                record, {"kind": "blueprint", "seed": bp.seed, "session": self.id, "turn": turn.index}
-            )
+            run = engine.start_run({"kind": "blueprint", "seed": bp.seed, "session": self.id, "turn": turn.index},
+                                   prompt=turn.message, on_event=on_event)  # fmt: skip
+            turn.run_id = run.id
         state = SceneState(blueprint=bp)
         turn.changes = [f"planned {len(bp.objects)} objects, {len(bp.texts)} texts"] + [f"note: {n}" for n in said]
-        return self._run(turn, record, state, None, on_event)
+        return self._run(turn, run, state, None)
 
     def _edit(self, turn: Turn, on_event) -> Turn:
         engine = self.engine
@@ -600,11 +575,7 @@ class ChatSession:
         else:
             new_state, turn.changes = apply_edits(state, plan.ops)
             turn.prev, turn.ops = head.index, [op.model_dump(mode="json") for op in plan.ops]
-        record = engine.store.new_run(profile=engine.profile.name, prompt=f"[{self.id}#{turn.index}] {turn.message}")
-        recorder.flush(record)
-        turn.run_id = record.id
-        engine._write_request(
-            record,
+        run = engine.start_run(
             {
                 "kind": "chat",
                 "session": self.id,
@@ -616,25 +587,30 @@ class ChatSession:
                 "parent_run": head.run_id,
                 "look": new_state.look,
             },
+            prompt=f"[{self.id}#{turn.index}] {turn.message}", on_event=on_event,
         )
-        return self._run(turn, record, new_state, anchor, on_event)
+        recorder.flush(run.record)
+        turn.run_id = run.id
+        return self._run(turn, run, new_state, anchor)
 
     def _plan_edit(self, message: str, state: SceneState, recorder) -> EditPlan:
         """LLM planners that know how to edit get the message; otherwise (and for the preview profile) rules do."""
         if self.engine.profile.planner.kind != "rule":
-            from agent.api import build_planner
-
-            planner = build_planner(self.engine.profile, recorder)
-            edit = getattr(planner, "edit", None)
+            edit = getattr(self.engine.planner, "edit", None)  # the engine's one planner, this turn's recorder
             if edit is not None:
-                out = edit(state.blueprint, message, look=list(state.look))
+                out = edit(state.blueprint, message, look=list(state.look), recorder=recorder)
                 return out if isinstance(out, EditPlan) else parse_edit_plan(out)
         from planners.edit_rules import parse_message
 
         return parse_message(message, state)
 
-    def _run(self, turn: Turn, record: RunRecord, state: SceneState, anchor: dict | None, on_event) -> Turn:
-        graph, scene, repainted = compile_state(self.engine, state, anchor)
+    def _run(self, turn: Turn, run: Run, state: SceneState, anchor: dict | None) -> Turn:
+        record = run.record
+        try:
+            graph, scene, repainted = compile_state(self.engine, state, anchor)
+        except BaseException:
+            self.engine.forget(run)
+            raise
         described = {op.get("name") for op in turn.ops if op.get("op") == "describe_object"}
         if described & set(repainted):
             names = ", ".join(sorted(described & set(repainted)))
@@ -646,18 +622,25 @@ class ChatSession:
         turn.state, turn.scene, turn.seed = state.model_dump(mode="json"), scene, state.blueprint.seed
         turn.status = "running"
         self.db.save_turn(turn)
-        outcome = _execute(self.engine, record, state.blueprint, graph, on_event)
+        try:
+            outcome = self.engine.execute(graph, run, blueprint=state.blueprint)
+        except RunCancelled:
+            return self._cancelled(turn, record)
         return self._finish(turn, record, outcome)
 
     def _resume(self, turn: Turn, on_event) -> Turn:
-        with engine_lock(self.engine):
-            previous = self.engine.on_event
-            self.engine.on_event = on_event or previous
-            try:
-                outcome = self.engine.resume(turn.run_id)
-            finally:
-                self.engine.on_event = previous
+        try:
+            outcome = self.engine.resume(turn.run_id, on_event=on_event)
+        except RunCancelled:
+            return self._cancelled(turn, self.engine.store.open_run(turn.run_id))
         return self._finish(turn, self.engine.store.open_run(turn.run_id), outcome)
+
+    def _cancelled(self, turn: Turn, record: RunRecord) -> Turn:
+        """A cancelled turn keeps its state (the next message builds on it) and says so; its run can be resumed."""
+        turn.reran, turn.cached = _node_summary(record)
+        turn.status, turn.error = "failed", f"cancelled; `scenewright resume {record.id}` finishes its picture"
+        self.db.save_turn(turn)
+        return turn
 
     def _finish(self, turn: Turn, record: RunRecord, outcome: RunOutcome) -> Turn:
         turn.reran, turn.cached = _node_summary(record)

@@ -353,6 +353,7 @@ class RunRecord:
         self.dir = path
         self.id = path.name
         self._events = None
+        self._pending: list[str] = []  # event lines not yet on disk
 
     def write_json(self, name: str, value: Any) -> None:
         text = json.dumps(redact(value), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -376,14 +377,25 @@ class RunRecord:
     def exists(self, name: str) -> bool:
         return (self.dir / name).exists()
 
-    def event(self, record: dict) -> None:
+    def event(self, record: dict, *, flush: bool = True) -> None:
+        """Append one event. ``flush=False`` keeps it in memory until :meth:`flush`: the executor flushes after it
+        commits the cache rows of the same nodes, so a ``finished`` line on disk means the node is cached (a crash
+        loses both or neither), without a write per event."""
+        self._pending.append(json.dumps(record, separators=(",", ":")) + "\n")
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
         try:
             if self._events is None:
                 self._events = open(self.dir / "events.jsonl", "a", buffering=1 << 16)
-            self._events.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._events.write("".join(self._pending))
             self._events.flush()
         except OSError as err:
             raise disk_error(self.dir / "events.jsonl", err) from None
+        self._pending.clear()
 
     def append_jsonl(self, name: str, record: dict) -> None:
         try:
@@ -411,6 +423,7 @@ class RunRecord:
         self.store.update_run(self.id, status=status)
 
     def close(self) -> None:
+        self.flush()
         if self._events is not None:
             self._events.close()
             self._events = None

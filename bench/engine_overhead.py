@@ -70,10 +70,13 @@ def main(argv=None) -> dict:
     def engine(events=None) -> float:
         with tempfile.TemporaryDirectory() as home:
             t = time.perf_counter()
-            result = Executor(registry, Store(Path(home)), on_event=events.append if events is not None else None).run(graph)
+            ex = Executor(registry, Store(Path(home)), on_event=events.append if events is not None else None)
+            result = ex.run(graph)
             _sync(args.device)
+            elapsed = time.perf_counter() - t
+            ex.close()
             assert result.ok and result.cached_nodes == 0, result.failed
-            return time.perf_counter() - t
+            return elapsed
 
     def direct() -> float:
         t = time.perf_counter()

@@ -42,8 +42,9 @@ def _named_objects():
     return named_objects
 
 
-def build_planner(config: PlannerConfig, recorder: Recorder | None = None) -> Planner:
-    """Return the planner a profile asks for. Heavy backends are imported only when chosen."""
+def build_planner(config: PlannerConfig, recorder: Recorder | None = None, *, client=None) -> Planner:
+    """Return the planner a profile asks for. Heavy backends are imported only when chosen. ``client``: an LLM
+    client to reuse (an engine makes one and shares it); ``recorder``: the default for calls that pass none."""
     if config.kind == "rule":
         from planners.rule_based import RuleBasedPlanner
 
@@ -52,7 +53,7 @@ def build_planner(config: PlannerConfig, recorder: Recorder | None = None) -> Pl
         from planners.llm_planner import LLMPlanner
 
         return LLMPlanner(
-            build_client(config),
+            client if client is not None else build_client(config),
             recorder=recorder,
             kind=config.kind,
             layouts=config.layouts,

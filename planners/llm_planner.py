@@ -594,26 +594,31 @@ class LLMPlanner:
         }
 
     # public API -----------------------------------------------------------------------------------------------
-    def plan(self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None) -> Blueprint:
-        result = self.plan_many([prompt], seeds=[seed], canvas=canvas)[0]
+    def plan(
+        self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None, recorder: Recorder | None = None
+    ) -> Blueprint:
+        result = self.plan_many([prompt], seeds=[seed], canvas=canvas, recorder=recorder)[0]
         if isinstance(result, PlanningError):
             raise result
         return result
 
     def plan_many(
-        self, prompts_: Sequence[str], *, seeds: Sequence[int] | None = None, canvas: Canvas | None = None
+        self, prompts_: Sequence[str], *, seeds: Sequence[int] | None = None, canvas: Canvas | None = None,
+        recorder: Recorder | None = None,
     ) -> list[Blueprint | PlanningError]:
-        """Plan many prompts, batching each round's LLM calls; a failed prompt's entry is its PlanningError."""
+        """Plan many prompts, batching each round's LLM calls; a failed prompt's entry is its PlanningError.
+        ``recorder``: where this call's exchanges go (a run's); default the one given at construction."""
         seeds = list(seeds) if seeds is not None else [0] * len(prompts_)
         if len(seeds) != len(prompts_):
             raise ValueError("plan_many needs one seed per prompt")
         gens = [self._steps(p, s, canvas or Canvas()) for p, s in zip(prompts_, seeds)]
-        return self._drive(gens)
+        return self._drive(gens, recorder)
 
     # chat edits -----------------------------------------------------------------------------------------------
     edit_max_ops: int = MAX_OPS  # ops per answer in the edit schema (tests narrow it for a random model)
 
-    def edit(self, blueprint: Blueprint, message: str, *, look: Sequence[str] = ()) -> EditPlan:
+    def edit(self, blueprint: Blueprint, message: str, *, look: Sequence[str] = (),
+             recorder: Recorder | None = None) -> EditPlan:
         """One chat message → an :class:`~agent.edits.EditPlan` that applies cleanly to ``blueprint`` (+ ``look``).
 
         "undo"-style messages are answered without the LLM (as the rule parser reads them). Otherwise one
@@ -630,7 +635,7 @@ class LLMPlanner:
 
         if _UNDO.match(_norm(text)):
             return EditPlan(action="undo")
-        result = self._drive([self._edit_steps(blueprint, text, list(look))])[0]
+        result = self._drive([self._edit_steps(blueprint, text, list(look))], recorder)[0]
         if isinstance(result, PlanningError):
             raise result
         return result
@@ -686,7 +691,7 @@ class LLMPlanner:
                 ]
 
     # driver ---------------------------------------------------------------------------------------------------
-    def _drive(self, gens: list[Generator]) -> list:
+    def _drive(self, gens: list[Generator], recorder: Recorder | None = None) -> list:
         results: list = [None] * len(gens)
         pending: dict[int, _Call] = {}
 
@@ -705,7 +710,7 @@ class LLMPlanner:
         while pending:
             idxs = sorted(pending)
             calls = [pending.pop(i) for i in idxs]
-            for i, out in zip(idxs, self._execute(calls)):
+            for i, out in zip(idxs, self._execute(calls, recorder or self.recorder)):
                 if isinstance(out, LLMError):
                     advance(i, exc=out)
                 else:
@@ -733,7 +738,7 @@ class LLMPlanner:
             )
         )
 
-    def _execute(self, calls: list[_Call]) -> list[list[Completion] | LLMError]:
+    def _execute(self, calls: list[_Call], recorder: Recorder) -> list[list[Completion] | LLMError]:
         """Replay what the recorder knows, send the rest as one batch, record every model answer."""
         out: list[list[Completion] | LLMError | None] = [None] * len(calls)
         todo: list[int] = []
@@ -746,7 +751,7 @@ class LLMPlanner:
                 requests.append({})
                 continue
             requests.append(req)
-            recorded = self.recorder.lookup(call.kind, req)
+            recorded = recorder.lookup(call.kind, req)
             if recorded is not None:
                 out[i] = [Completion.from_dict(c) for c in recorded.get("completions", [])]
             else:
@@ -767,7 +772,7 @@ class LLMPlanner:
                     "seconds": round(dt, 3),
                     "batch": len(todo),
                 }
-                self.recorder.record(calls[i].kind, requests[i], response)
+                recorder.record(calls[i].kind, requests[i], response)
                 out[i] = ans
         return out  # type: ignore[return-value]
 

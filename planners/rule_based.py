@@ -36,11 +36,11 @@ class RuleBasedPlanner:
     def identity(self) -> dict:
         return {"planner": "rule", "version": VERSION}
 
-    def plan(self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None) -> Blueprint:
+    def plan(self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None, recorder=None) -> Blueprint:
         return self.plan_with_notices(prompt, seed=seed, canvas=canvas)[0]
 
     def plan_with_notices(
-        self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None
+        self, prompt: str, *, seed: int = 0, canvas: Canvas | None = None, recorder=None
     ) -> tuple[Blueprint, list[str]]:
         """The blueprint and one line per thing of the prompt it could not keep (cut text, dropped objects,
         a prompt it could not read), for the CLI, the API and the record to show: nothing is lost silently."""

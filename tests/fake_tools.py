@@ -7,7 +7,7 @@ import time
 
 from PIL import Image as PILImage
 
-from tools.base import Image, Tool, ToolModel
+from tools.base import NO_CONTEXT, Image, Tool, ToolModel
 
 
 class NumIn(ToolModel):
@@ -34,7 +34,7 @@ class AddTool(Tool):
         self.calls: list[int] = []
         self.lock = threading.Lock()
 
-    def run(self, batch):
+    def run(self, batch, ctx=NO_CONTEXT):
         with self.lock:
             self.calls.append(len(batch))
         return [NumOut(y=b.x + b.add, score=min(1.0, (b.x + b.add) / 10)) for b in batch]
@@ -61,7 +61,7 @@ class NoopTool(Tool):
     def __init__(self, work_ms: float = 0.0):
         self.work_ms = work_ms
 
-    def run(self, batch):
+    def run(self, batch, ctx=NO_CONTEXT):
         if self.work_ms:
             time.sleep(self.work_ms / 1000 * len(batch))
         return [NoopOut(y=b.a) for b in batch]
@@ -73,7 +73,7 @@ class FailTool(Tool):
     Input = NoopIn
     Output = NoopOut
 
-    def run(self, batch):
+    def run(self, batch, ctx=NO_CONTEXT):
         raise RuntimeError("this tool always fails")
 
 
@@ -93,7 +93,7 @@ class PaintTool(Tool):
     Input = PaintIn
     Output = PaintOut
 
-    def run(self, batch):
+    def run(self, batch, ctx=NO_CONTEXT):
         return [PaintOut(image=PILImage.new("RGB", (b.size, b.size), b.color)) for b in batch]
 
 
@@ -111,5 +111,5 @@ class MeanRedTool(Tool):
     Input = MeanIn
     Output = MeanOut
 
-    def run(self, batch):
+    def run(self, batch, ctx=NO_CONTEXT):
         return [MeanOut(red=sum(b.image.getpixel((0, 0))[:1]) / 255) for b in batch]

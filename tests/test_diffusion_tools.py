@@ -430,3 +430,30 @@ def test_scheduler_override_is_a_view_on_the_same_weights(profile, tools, manage
     assert out[0].image.size == (S, S)
     assert dpm.pipeline().unet is base.pipeline().unet
     assert type(base.pipeline().scheduler).__name__ == "DDIMScheduler"
+
+
+# --- the tool context: per-step progress and cancellation ----------------------------------------------------------
+def test_progress_is_reported_per_denoising_step(tools):
+    from tools.base import ToolContext
+
+    seen = []
+    ctx = ToolContext(progress=lambda step, total: seen.append((step, total)))
+    tools["text_to_image"].run([TextToImageIn(prompt="a cat", width=S, height=S, steps=3, seed=1)], ctx)
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    seen.clear()
+    tools["layout_to_image"].run([LayoutToImageIn(prompt="a cat", objects=LAYOUT_A, width=S, height=S, steps=2,
+                                                  seed=1)], ctx)  # fmt: skip
+    assert seen == [(1, 2), (2, 2)]
+
+
+@pytest.mark.parametrize("name", ["text_to_image", "layout_to_image"])
+def test_a_cancelled_call_stops_at_the_next_step_and_returns_nothing(tools, name):
+    from tools.base import Cancelled, ToolContext
+
+    seen = []
+    ctx = ToolContext(progress=lambda step, total: seen.append(step), cancelled=lambda: len(seen) >= 1)
+    inp = (TextToImageIn(prompt="a cat", width=S, height=S, steps=4, seed=1) if name == "text_to_image" else
+           LayoutToImageIn(prompt="a cat", objects=LAYOUT_A, width=S, height=S, steps=4, seed=1))  # fmt: skip
+    with pytest.raises(Cancelled, match="stopped after step 1"):
+        tools[name].run([inp], ctx)
+    assert seen == [1]  # steps 2..4 never ran

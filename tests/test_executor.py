@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.executor import Executor, TransientError
+from agent.executor import Executor
 from agent.graph import Graph, GraphError, derive_seed, validate_graph
 from agent.store import Store
 from fake_tools import AddTool, FailTool, MeanRedTool, NoopTool, PaintTool
-from tools.base import Registry
+from tools.base import NO_CONTEXT, Registry, TransientError
 
 
 def graph(nodes, output, seed=0) -> Graph:
@@ -162,7 +162,7 @@ def test_transient_errors_are_retried(store):
         name = "noop"
         tries = 0
 
-        def run(self, batch):
+        def run(self, batch, ctx=NO_CONTEXT):
             Flaky.tries += 1
             if Flaky.tries < 2:
                 raise TransientError("server busy")
@@ -207,3 +207,24 @@ def test_invalid_graph_runs_nothing(store, registry):
     with pytest.raises(GraphError):
         Executor(registry, store).run(graph(nodes, "ok.y"))
     assert registry.get("add").calls == []
+
+
+def test_run_state_is_driven_without_threads(registry):
+    """The pure run state: what is ready, what completes, what a failure skips; no scheduler, no store."""
+    from agent.executor import RunState
+
+    g = graph([
+        {"id": "a", "tool": "add", "inputs": {"x": 1}},
+        {"id": "b", "tool": "add", "inputs": {"x": {"ref": "a.y"}}},
+        {"id": "c", "tool": "add", "inputs": {"x": {"ref": "b.y"}}},
+        {"id": "d", "tool": "add", "inputs": {"x": 5}},
+    ], "c.y")  # fmt: skip
+    events = []
+    state = RunState(g, validate_graph(g, registry), events.append, keep_going=True)
+    assert [n.id for n in state.pop_ready()] == ["a", "d"]
+    state.complete("a", {"y": 2.0, "score": 0.2})
+    (b,) = state.pop_ready()
+    assert b.id == "b" and state.resolve(b.inputs) == {"x": 2.0}
+    state.fail("b", "add", "boom")
+    assert state.skipped == ["c"] and state.pop_ready() == [] and state.unfinished() == ["c", "d"]
+    assert [e["event"] for e in events] == ["failed", "skipped"]

@@ -207,10 +207,12 @@ def llm_sessions(tmp_path, monkeypatch):
         update={"planner": engine.profile.planner.model_copy(update={"kind": "vllm-server"})}
     )
     answers: list[Completion] = []
+    client = ScriptedClient([])
+    client.answers = answers  # the engine builds its planner once: the test adds answers as it goes
     monkeypatch.setattr(
         agent.api,
         "build_planner",
-        lambda profile, recorder=None: LLMPlanner(ScriptedClient(answers), recorder=recorder),
+        lambda profile, recorder=None, client=None, _c=client: LLMPlanner(_c, recorder=recorder),
     )
     return Sessions(engine), answers
 

@@ -19,7 +19,7 @@ from agent.executor import Executor
 from agent.graph import validate_graph
 from agent.recipes.scene_text import RegionError, compile_scene_text, text_regions
 from agent.store import Store
-from tools.base import Registry, Tool
+from tools.base import NO_CONTEXT, Registry, Tool
 from tools.ocr import easyocr_available, ned
 from tools.preview_render import pixel_rect
 from tools.roles import GlyphRenderIn, GlyphText, OcrReadIn, OcrReadOut
@@ -96,7 +96,7 @@ class ScriptedOcr(Tool):
     def __init__(self):
         self.calls = 0
 
-    def run(self, batch):
+    def run(self, batch, ctx=NO_CONTEXT):
         outs = []
         for b in batch:
             self.calls += 1
@@ -128,8 +128,8 @@ def test_preview_renders_quoted_phrase_and_ocr_reads_it_back(tmp_path):
     bp = sign_blueprint()
     graph = engine.compile(bp)
     assert graph.output == "text.image" and any(n.id == "text.open_24_hours.verify" for n in graph.nodes)
-    record = engine.store.new_run(profile="preview", prompt=bp.prompt)
-    outcome = engine._execute(record, bp, graph)
+    run = engine.start_run({"kind": "blueprint", "seed": bp.seed}, prompt=bp.prompt)
+    outcome = engine.execute(graph, run, blueprint=bp)
     assert outcome.ok
     final = Image.open(outcome.image).convert("RGB")
     # read it back independently of the loop

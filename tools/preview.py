@@ -27,7 +27,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Cancelled, Tool
 from tools.colors import color_for, find_colors, hashed_color, words
 from tools.preview_render import (
     apply_style,
@@ -62,6 +62,8 @@ from tools.roles import (
     TextToImageIn,
 )
 
+PREVIEW_STEPS = 4  # a preview tool with a delay sleeps it in this many steps
+
 log = logging.getLogger(__name__)
 
 VERSION = "preview-1"
@@ -87,9 +89,14 @@ class PreviewTool(Tool):
     def identity(self) -> dict:
         return {"backend": "preview"}
 
-    def run(self, batch):
-        if self.delay_ms > 0:  # stands in for model latency in demos, benchmarks and crash tests
-            time.sleep(self.delay_ms / 1000)
+    def run(self, batch, ctx=NO_CONTEXT):
+        if self.delay_ms > 0:  # stands in for model latency in demos, benchmarks and crash/cancel tests
+            steps = PREVIEW_STEPS  # like a denoising loop: progress per step, stops at a step when cancelled
+            for step in range(steps):
+                if ctx.cancelled():
+                    raise Cancelled(f"{self.name} stopped at step {step}/{steps}")
+                time.sleep(self.delay_ms / 1000 / steps)
+                ctx.progress(step + 1, steps)
         return [self.one(inp) for inp in batch]
 
     def one(self, inp):  # pragma: no cover - abstract

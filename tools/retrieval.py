@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.roles import RetrieveReferenceIn, RetrieveReferenceOut
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -579,7 +579,7 @@ class RetrieveReference(Tool):
     def identity(self) -> dict:
         return {"library": self.library.digest(), "embedder": self.library.embedder.id}
 
-    def run(self, batch: list[RetrieveReferenceIn]) -> list[RetrieveReferenceOut]:
+    def run(self, batch: list[RetrieveReferenceIn], ctx=NO_CONTEXT) -> list[RetrieveReferenceOut]:
         from tools.model_utils import box_pixels
 
         outs = []

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.model_utils import field, generators, hashable, image_size
 from tools.preview_render import FONT_DIR, contrast_ratio, draw_text_mask, fit_text, rgb, soft_noise, to_image
 from tools.roles import GlyphRenderIn, GlyphRenderOut, ImageOut, TextInpaintIn
@@ -265,7 +265,7 @@ class GlyphRender(Tool):
     def identity(self) -> dict:
         return {"backend": "pillow"}
 
-    def run(self, batch: list[GlyphRenderIn]) -> list[GlyphRenderOut]:
+    def run(self, batch: list[GlyphRenderIn], ctx=NO_CONTEXT) -> list[GlyphRenderOut]:
         outs = []
         for b in batch:
             img, mask, path, missing = render_glyphs(b.image, b.text.content, b.text.quad, b.text.style, b.weight)
@@ -297,7 +297,7 @@ class PreviewTextInpaint(Tool):
     def identity(self) -> dict:
         return {"backend": "preview"}
 
-    def run(self, batch: list[TextInpaintIn]) -> list[ImageOut]:
+    def run(self, batch: list[TextInpaintIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         outs = []
         for b in batch:
             img = rgb(b.image)
@@ -355,7 +355,7 @@ class DiffusersTextInpaint(Tool):
         kind = self.kind + (self.lora.tag if self.lora else "")
         return mgr.prepare(mgr.get(kind, self.model_id, self.lora.loader(load) if self.lora else load, role=self.role))
 
-    def run(self, batch: list[TextInpaintIn]) -> list[ImageOut]:
+    def run(self, batch: list[TextInpaintIn], ctx=NO_CONTEXT) -> list[ImageOut]:
         from tools.diffusion import _multiple_of_8, _steps
 
         first = batch[0]

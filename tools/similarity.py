@@ -7,7 +7,7 @@ CLIP-I is the cosine of ``CLIPModel.get_image_features`` of the two images; DINO
 
 from __future__ import annotations
 
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool
 from tools.models import ModelManager, model_identity, resolved
 from tools.weights import load_kwargs
 from tools.roles import ImageSimilarityIn, ImageSimilarityOut
@@ -73,7 +73,7 @@ class ClipDinoSimilarity(Tool):
         n = torch.nn.functional.normalize
         return n(c, dim=-1).cpu(), n(d, dim=-1).cpu()
 
-    def run(self, batch: list[ImageSimilarityIn]) -> list[ImageSimilarityOut]:
+    def run(self, batch: list[ImageSimilarityIn], ctx=NO_CONTEXT) -> list[ImageSimilarityOut]:
         k = len(batch)
         c, d = self.embed([b.reference for b in batch] + [b.image for b in batch])
         clip = (c[:k] * c[k:]).sum(-1).clamp(0, 1)

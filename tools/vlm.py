@@ -35,13 +35,16 @@ from planners.llm_client import (
     Completion,
     LLMError,
     LLMRequestError,
+    LLMServerError,
+    LLMTimeoutError,
+    LLMUnreachableError,
     TransformersClient,
     TruncatedError,
     _one_line,
     image_part,
 )
 from planners.llm_planner import SchemaLimits
-from tools.base import Tool
+from tools.base import NO_CONTEXT, Tool, TransientError
 from tools.roles import (
     CompareImagesIn,
     CompareImagesOut,
@@ -207,7 +210,6 @@ class VLM:
         self.limits = limits
         self.image_side = image_side
         self.models = answer_models(limits)
-        self.recorder = None  # set per run by the engine (agent.api.RunRecorder)
         self.exchanges = 0
 
     def identity(self) -> dict:
@@ -221,7 +223,8 @@ class VLM:
             im.thumbnail((self.image_side, self.image_side))
         return image_part(im)
 
-    def ask(self, kind: str, text: str, images: list, *, seed: int | None = None) -> BaseModel:
+    def ask(self, kind: str, text: str, images: list, *, seed: int | None = None, recorder=None) -> BaseModel:
+        """``recorder``: the run's (``ToolContext.recorder(i)``), so each exchange lands in its own run's record."""
         model = self.models[kind]
         schema = schema_of(model)
         messages: list[dict] = [
@@ -230,7 +233,7 @@ class VLM:
         ]
         problems: list[str] = []
         for attempt in range(self.repairs + 1):
-            completion = self._exchange(kind, messages, schema, seed, attempt)
+            completion = self._exchange(kind, messages, schema, seed, attempt, recorder)
             answer = completion.text
             try:
                 if completion.finish_reason == "length":
@@ -258,13 +261,13 @@ class VLM:
         req = JSONRequest([], schema, 1, self.temperature, self.max_tokens, seed, kind.replace(".", "_"))
         return wire(req) if wire else None
 
-    def _exchange(self, kind: str, messages, schema, seed, attempt) -> Completion:
+    def _exchange(self, kind: str, messages, schema, seed, attempt, recorder) -> Completion:
         request = json.loads(json.dumps({
             "client": self.client.kind, "model": self.client.model, "messages": _recordable(messages),
             "schema": schema, "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed,
             "templates": TEMPLATES_HASH, "sent": self._wire(schema, seed, kind),
         }, sort_keys=True, ensure_ascii=False))  # fmt: skip
-        recorded = self.recorder.lookup(kind, request) if self.recorder is not None else None
+        recorded = recorder.lookup(kind, request) if recorder is not None else None
         if recorded is not None and recorded.get("completions"):
             return Completion.from_dict(recorded["completions"][0])
         try:
@@ -272,12 +275,14 @@ class VLM:
                                               max_tokens=self.max_tokens, seed=seed, name=kind.replace(".", "_"))
         except TruncatedError as err:
             comps = err.completions
+        except (LLMUnreachableError, LLMTimeoutError, LLMServerError) as err:
+            raise TransientError(f"the VLM server is unreachable or failing: {err}") from None  # retried
         except LLMError as err:
             raise VLMError(f"the VLM failed: {err}") from None
         self.exchanges += 1
         comp = comps[0] if comps else Completion("", "stop")
-        if self.recorder is not None:
-            self.recorder.record(kind, request, {"completions": [c.to_dict() for c in comps], "attempt": attempt})
+        if recorder is not None:
+            recorder.record(kind, request, {"completions": [c.to_dict() for c in comps], "attempt": attempt})
         return comp
 
 
@@ -328,24 +333,17 @@ class _VLMTool(Tool):
     def identity(self) -> dict:
         return self.vlm.identity()
 
-    @property
-    def recorder(self):
-        return self.vlm.recorder
-
-    @recorder.setter
-    def recorder(self, value) -> None:
-        self.vlm.recorder = value
-
 
 class VLMDescribeImage(_VLMTool):
     name = "describe_image"
     Input = DescribeImageIn
     Output = DescribeImageOut
 
-    def run(self, batch: list[DescribeImageIn]) -> list[DescribeImageOut]:
+    def run(self, batch: list[DescribeImageIn], ctx=NO_CONTEXT) -> list[DescribeImageOut]:
         text = DESCRIBE.format(max_objects=self.vlm.limits.max_objects)
-        return [DescribeImageOut(description=to_description(self.vlm.ask(KIND_DESCRIBE, text, [b.image])))
-                for b in batch]
+        return [DescribeImageOut(description=to_description(
+                    self.vlm.ask(KIND_DESCRIBE, text, [b.image], recorder=ctx.recorder(i))))
+                for i, b in enumerate(batch)]  # fmt: skip
 
 
 class VLMCompareImages(_VLMTool):
@@ -353,11 +351,11 @@ class VLMCompareImages(_VLMTool):
     Input = CompareImagesIn
     Output = CompareImagesOut
 
-    def run(self, batch: list[CompareImagesIn]) -> list[CompareImagesOut]:
+    def run(self, batch: list[CompareImagesIn], ctx=NO_CONTEXT) -> list[CompareImagesOut]:
         out = []
-        for b in batch:
+        for i, b in enumerate(batch):
             text = COMPARE.format(description=json.dumps(from_description(b.description), ensure_ascii=False))
-            ans = self.vlm.ask(KIND_COMPARE, text, [b.reference, b.candidate])
+            ans = self.vlm.ask(KIND_COMPARE, text, [b.reference, b.candidate], recorder=ctx.recorder(i))
             out.append(CompareImagesOut(
                 revisions=[Revision(**r) for r in ans.model_dump()["revisions"]],
                 description=to_description(ans.description),
@@ -370,14 +368,14 @@ class VLMCritique(_VLMTool):
     Input = CritiqueIn
     Output = CritiqueOut
 
-    def run(self, batch: list[CritiqueIn]) -> list[CritiqueOut]:
+    def run(self, batch: list[CritiqueIn], ctx=NO_CONTEXT) -> list[CritiqueOut]:
         out = []
-        for b in batch:
+        for i, b in enumerate(batch):
             boxes = json.dumps([{"name": o.name, "box": o.box} for o in b.boxes]) if b.boxes else "none"
             text = CRITIQUE.format(prompt=b.prompt, boxes=boxes)
             if b.rejected:
                 text += REJECTED.format(rejected=json.dumps(b.rejected, ensure_ascii=False))
-            ans = self.vlm.ask(KIND_CRITIQUE, text, [b.image], seed=b.seed).model_dump()
+            ans = self.vlm.ask(KIND_CRITIQUE, text, [b.image], seed=b.seed, recorder=ctx.recorder(i)).model_dump()
             suggestions = [Suggestion(scope="global", aspect=e["aspect"], edit=e["edit"], reason=e["reason"])
                            for e in ans["global_edits"]]
             suggestions += [Suggestion(scope="box", aspect="object", edit=e["edit"], reason=e["reason"],

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.blueprint import Blueprint, parse_blueprint
-from agent.executor import Executor
-from agent.graph import Graph, LoopNode, ToolNode, parse_ref
+from agent.graph import Graph, LoopNode, ToolNode, map_refs, parse_ref
 from agent.recipes.common import node_maker
 from agent.recipes.llm_blueprint import compile_llm_blueprint
 from tools.roles import ImageDescription
@@ -62,14 +61,7 @@ def description_to_blueprint(desc: ImageDescription, *, width: int = 512, height
 
 
 def _prefix_value(value: Any, prefix: str, ids: set[str]) -> Any:
-    ref = parse_ref(value)
-    if ref:
-        return {"ref": f"{prefix}{ref[0]}.{ref[1]}"} if ref[0] in ids else value
-    if isinstance(value, dict):
-        return {k: _prefix_value(v, prefix, ids) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_prefix_value(v, prefix, ids) for v in value]
-    return value
+    return map_refs(value, lambda src, out: {"ref": f"{prefix}{src}.{out}" if src in ids else f"{src}.{out}"})
 
 
 def prefix_graph(graph: Graph, prefix: str) -> tuple[list, str]:
@@ -128,10 +120,11 @@ class RepaintError(RuntimeError):
 
 def repaint(
     engine, image: str | Path, *, rounds: int = 3, variants: int = 3, threshold: float = 0.95,
-    clip_weight: float = 0.5, seed: int = 0,
+    clip_weight: float = 0.5, seed: int = 0, on_event=None,
 ) -> dict:  # fmt: skip
     """Run ImageRepainter on the reference ``image``; return a summary (see ``repaint_trace.json``)."""
     from agent.api import UserError
+    from agent.run import RunCancelled
     from tools.critique_tools import open_image
 
     if not 1 <= rounds <= 8 or not 1 <= variants <= 8:
@@ -146,90 +139,95 @@ def repaint(
     path = path.resolve()
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     p = engine.profile
-    record = engine.store.new_run(profile=p.name, prompt=f"<repaint {path.name}>")
-    record.write_json("request.json", {"kind": "repaint", "image": str(path), "image_sha256": sha, "rounds": rounds,
-                                       "variants": variants, "threshold": threshold, "clip_weight": clip_weight,
-                                       "seed": seed, "profile": p.name})  # fmt: skip
-    record.write_json("env.json", engine.environment())
-    (record.dir / "rounds").mkdir(exist_ok=True)
-    record.set_status("running")
-    trace: dict = {"recipe": RECIPE, "reference": str(path), "threshold": threshold, "max_rounds": rounds,
-                   "variants": variants, "clip_weight": clip_weight, "rounds": []}
-    totals = {"nodes": 0, "cached": 0, "seconds": 0.0}
+    run = engine.start_run({"kind": "repaint", "image": str(path), "image_sha256": sha, "rounds": rounds,
+                            "variants": variants, "threshold": threshold, "clip_weight": clip_weight, "seed": seed},
+                           prompt=f"<repaint {path.name}>", on_event=on_event)  # fmt: skip
+    try:
+        record = run.record
+        record.write_json("env.json", engine.environment())
+        (record.dir / "rounds").mkdir(exist_ok=True)
+        record.set_status("running")
+        trace: dict = {"recipe": RECIPE, "reference": str(path), "threshold": threshold, "max_rounds": rounds,
+                       "variants": variants, "clip_weight": clip_weight, "rounds": []}
+        totals = {"nodes": 0, "cached": 0, "seconds": 0.0}
 
-    def execute(graph: Graph, name: str):
-        record.write_text(f"rounds/{name}.graph.json", graph.to_json())
-        executor = Executor(engine.registry, engine.store, keep_going=False, on_event=engine.on_event)
-        engine._attach_recorder(record)
-        try:
-            result = executor.run(graph, record)
-        finally:
-            record.close()
-        totals["nodes"] += result.total_nodes
-        totals["cached"] += result.cached_nodes
-        totals["seconds"] += result.seconds
-        if not result.ok:
-            node, message = next(iter(result.failed.items()), ("?", "did not finish"))
-            trace["stopped"] = "failed"
-            trace["error"] = f"{name}: node '{node}' failed: {message}"
-            record.write_json("repaint_trace.json", trace)
-            record.set_status("failed", error=trace["error"])
-            raise RepaintError(f"repaint {name}: node '{node}' failed: {message} (run {record.id})")
-        return result
+        def execute(graph: Graph, name: str):
+            record.write_text(f"rounds/{name}.graph.json", graph.to_json())
+            run.seed = graph.seed
+            try:
+                result = engine.executor.run(graph, run=run)
+            finally:
+                record.close()
+            if result.cancelled:
+                record.set_status("cancelled", during=name)
+                raise RunCancelled(run.id)
+            totals["nodes"] += result.total_nodes
+            totals["cached"] += result.cached_nodes
+            totals["seconds"] += result.seconds
+            if not result.ok:
+                node, message = next(iter(result.failed.items()), ("?", "did not finish"))
+                trace["stopped"] = "failed"
+                trace["error"] = f"{name}: node '{node}' failed: {message}"
+                record.write_json("repaint_trace.json", trace)
+                record.set_status("failed", error=trace["error"])
+                raise RepaintError(f"repaint {name}: node '{node}' failed: {message} (run {record.id})")
+            return result
 
-    res = execute(describe_graph(engine.registry, str(path), sha, width=p.width, height=p.height, seed=seed), "r0")
-    desc = ImageDescription.model_validate(res.outputs["describe"]["description"])
-    record.write_json("rounds/r0.description.json", desc.model_dump(mode="json"))
-    best: dict | None = None
-    stopped = "budget"
-    for r in range(1, rounds + 1):
-        bp = description_to_blueprint(desc, width=p.width, height=p.height, seed=seed)
-        record.write_text(f"rounds/r{r}.blueprint.json", bp.to_json())
-        last = r == rounds
-        graph = round_graph(bp, desc, engine.registry, str(path), sha, variants=variants, seed=seed, steps=p.steps,
-                            guidance=p.guidance, refine_threshold=p.refine_threshold, refine_iters=p.refine_iters,
-                            clip_weight=clip_weight, compare=not last)  # fmt: skip
-        res = execute(graph, f"r{r}")
-        sims = [res.outputs[f"sim.v{i}"] for i in range(variants)]
-        sel = res.outputs["best"]
-        entry = {
-            "round": r, "scores": [s["score"] for s in sims], "clip": [s["clip"] for s in sims],
-            "dino": [s["dino"] for s in sims], "best_index": sel["index"], "best_score": sel["score"],
-            "best_image": sel["image"]["$artifact"], "prompt": bp.prompt, "objects": len(bp.objects),
-        }  # fmt: skip
-        if best is None or sel["score"] > best["score"]:
-            best = {"round": r, "score": sel["score"], "image": sel["image"]["$artifact"]}
-        entry["kept"] = best["round"] == r
-        if "compare" in res.outputs:
-            cmp = res.outputs["compare"]
-            entry["revisions"] = cmp["revisions"]
-            desc = ImageDescription.model_validate(cmp["description"])
-            record.write_json(f"rounds/r{r}.description.json", desc.model_dump(mode="json"))
-        trace["rounds"].append(entry)
-        if best["score"] >= threshold:
-            stopped = "threshold"
-            break
-        if not last and not entry.get("revisions"):
-            stopped = "no revisions"
-            break
-    assert best is not None
-    trace.update(stopped=stopped, best_round=best["round"], best_score=best["score"], best_image=best["image"],
-                 score_trace=[e["best_score"] for e in trace["rounds"]])  # fmt: skip
-    record.write_json("repaint_trace.json", trace)
-    final = record.dir / "final.png"
-    from agent.png_recipe import recipe_of, write_png  # the best round's blueprint and graph ride in the PNG
+        res = execute(describe_graph(engine.registry, str(path), sha, width=p.width, height=p.height, seed=seed), "r0")
+        desc = ImageDescription.model_validate(res.outputs["describe"]["description"])
+        record.write_json("rounds/r0.description.json", desc.model_dump(mode="json"))
+        best: dict | None = None
+        stopped = "budget"
+        for r in range(1, rounds + 1):
+            bp = description_to_blueprint(desc, width=p.width, height=p.height, seed=seed)
+            record.write_text(f"rounds/r{r}.blueprint.json", bp.to_json())
+            last = r == rounds
+            graph = round_graph(bp, desc, engine.registry, str(path), sha, variants=variants, seed=seed, steps=p.steps,
+                                guidance=p.guidance, refine_threshold=p.refine_threshold, refine_iters=p.refine_iters,
+                                clip_weight=clip_weight, compare=not last)  # fmt: skip
+            res = execute(graph, f"r{r}")
+            sims = [res.outputs[f"sim.v{i}"] for i in range(variants)]
+            sel = res.outputs["best"]
+            entry = {
+                "round": r, "scores": [s["score"] for s in sims], "clip": [s["clip"] for s in sims],
+                "dino": [s["dino"] for s in sims], "best_index": sel["index"], "best_score": sel["score"],
+                "best_image": sel["image"]["$artifact"], "prompt": bp.prompt, "objects": len(bp.objects),
+            }  # fmt: skip
+            if best is None or sel["score"] > best["score"]:
+                best = {"round": r, "score": sel["score"], "image": sel["image"]["$artifact"]}
+            entry["kept"] = best["round"] == r
+            if "compare" in res.outputs:
+                cmp = res.outputs["compare"]
+                entry["revisions"] = cmp["revisions"]
+                desc = ImageDescription.model_validate(cmp["description"])
+                record.write_json(f"rounds/r{r}.description.json", desc.model_dump(mode="json"))
+            trace["rounds"].append(entry)
+            if best["score"] >= threshold:
+                stopped = "threshold"
+                break
+            if not last and not entry.get("revisions"):
+                stopped = "no revisions"
+                break
+        assert best is not None
+        trace.update(stopped=stopped, best_round=best["round"], best_score=best["score"], best_image=best["image"],
+                     score_trace=[e["best_score"] for e in trace["rounds"]])  # fmt: skip
+        record.write_json("repaint_trace.json", trace)
+        final = record.dir / "final.png"
+        from agent.png_recipe import recipe_of, write_png  # the best round's blueprint and graph ride in the PNG
 
-    engine.store.check_artifact(best["image"])  # a damaged artifact never becomes the result
-    br = best["round"]
-    write_png(engine.store.artifact_path(best["image"]), final, recipe_of(
-        record, p.name, blueprint_file=f"rounds/r{br}.blueprint.json", graph_file=f"rounds/r{br}.graph.json"))
-    summary = {"status": "done", "image": str(final), "image_sha256": best["image"], "total_nodes": totals["nodes"],
-               "cached_nodes": totals["cached"], "seconds": round(totals["seconds"], 4), "failed": {},
-               "repaint": {k: trace[k] for k in ("stopped", "best_round", "best_score", "score_trace")}}
-    record.write_json("result.json", summary)
-    record.set_status("done")
-    engine.store.update_run(record.id, image=str(final), nodes=totals["nodes"], cached=totals["cached"],
-                            seconds=summary["seconds"])
-    return {"run_id": record.id, "run_dir": str(record.dir), "image": str(final), "ok": True,
-            "rounds": len(trace["rounds"]), "stopped": stopped, "best_round": best["round"],
-            "best_score": best["score"], "score_trace": trace["score_trace"]}
+        engine.store.check_artifact(best["image"])  # a damaged artifact never becomes the result
+        br = best["round"]
+        write_png(engine.store.artifact_path(best["image"]), final, recipe_of(
+            record, p.name, blueprint_file=f"rounds/r{br}.blueprint.json", graph_file=f"rounds/r{br}.graph.json"))
+        summary = {"status": "done", "image": str(final), "image_sha256": best["image"], "total_nodes": totals["nodes"],
+                   "cached_nodes": totals["cached"], "seconds": round(totals["seconds"], 4), "failed": {},
+                   "repaint": {k: trace[k] for k in ("stopped", "best_round", "best_score", "score_trace")}}
+        record.write_json("result.json", summary)
+        record.set_status("done")
+        engine.store.update_run(record.id, image=str(final), nodes=totals["nodes"], cached=totals["cached"],
+                                seconds=summary["seconds"])
+        return {"run_id": record.id, "run_dir": str(record.dir), "image": str(final), "ok": True,
+                "rounds": len(trace["rounds"]), "stopped": stopped, "best_round": best["round"],
+                "best_score": best["score"], "score_trace": trace["score_trace"]}
+    finally:
+        engine.forget(run)  # however it ends (idempotent)

@@ -89,7 +89,8 @@ function renderTurn(turn) {
     const bar = el("div", { class: "bar" }, el("div"));
     bar.firstChild.style.width = (p.total ? (100 * p.done) / p.total : 5) + "%";
     reply.append(bar);
-    status.textContent = `${turn.status}… ${p.done}/${p.total || "?"} nodes`;
+    status.textContent = `${turn.status}… ${p.done}/${p.total || "?"} nodes` +
+      (p.step ? `, step ${p.step}/${p.steps} of ${p.node}` : "");
     status.setAttribute("data-progress", "1");
   }
   if (turn.image_url) {
@@ -166,7 +167,10 @@ function stream(turn) {
     if (ev.event === "run_started" || ev.event === "loop_expanded") total += ev.nodes;
     if (["finished", "cached", "failed", "skipped"].includes(ev.event)) done += 1;
     const node = document.querySelector(`.turn[data-index="${turn.index}"] .status[data-progress]`);
-    if (node) node.textContent = `running… ${done}/${total} nodes (${ev.node || ev.event})`;
+    if (!node) return;
+    node.textContent = ev.event === "progress"  // a model call's denoising steps
+      ? `running… ${done}/${total} nodes, step ${ev.step}/${ev.total} of ${ev.node}`
+      : `running… ${done}/${total} nodes (${ev.node || ev.event})`;
   });
   es.addEventListener("end", () => { es.close(); refresh().catch(() => {}); });
   es.onerror = () => { es.close(); };
