@@ -106,7 +106,7 @@ PLANNERS = ("rule", "vllm-server", "vllm-local", "transformers")
 
 def _planner_kind(value: Optional[str]) -> Optional[str]:
     if value is not None and value not in PLANNERS:
-        raise typer.BadParameter(f"'{value}' is not a planner kind; use one of {', '.join(PLANNERS)}")
+        fail(f"--planner '{value}' is not a planner kind; use one of {', '.join(PLANNERS)}")  # one line, exit 2
     return value
 
 

@@ -119,10 +119,12 @@ def stand_ins(profile: Profile) -> list[tuple[str, str]]:
     return out
 
 
-EVAL_ONLY = ("detector",)  # loaded by `scenewright eval`, not by a run: a run does not wait for it
+# not checked before a run: the detector is `scenewright eval`'s; in-process LLMs (vllm-local, transformers) load
+# through their own engines, which accept more than a Hub id or a folder, and say themselves what is missing
+NOT_PREFLIGHTED = ("detector", "planner", "vlm")
 
 
-def missing_models(profile: Profile, skip: tuple[str, ...] = EVAL_ONLY) -> str | None:
+def missing_models(profile: Profile, skip: tuple[str, ...] = NOT_PREFLIGHTED) -> str | None:
     """One line naming what is missing and the command that fixes it, or None when every model is here."""
     bad = [r for r in role_status(profile) if r.status not in ("ok", "remote", "built-in", "stand-in")
            and r.role not in skip]

@@ -317,6 +317,7 @@ def test_generate_end_to_end_on_the_builtin_layouts_and_replay_holds(hub, name):
 
 
 def test_replay_reports_a_changed_diffusers_tool_at_its_node(hub, monkeypatch):
+    from tools.base import NO_CONTEXT
     from tools.diffusion import RegionalRepaint
 
     r = cli("generate", "a red cat left of a blue dog", "--profile", "sd15-cpu", "--config", hub, "--json")
@@ -324,10 +325,10 @@ def test_replay_reports_a_changed_diffusers_tool_at_its_node(hub, monkeypatch):
     assert out["ok"]
     original = RegionalRepaint.run
 
-    def run(self, batch):  # a behaviour change with the version unchanged: the box comes back inverted
+    def run(self, batch, ctx=NO_CONTEXT):  # a behaviour change with the version unchanged: the box comes back inverted
         from PIL import ImageOps
 
-        outs = original(self, batch)
+        outs = original(self, batch, ctx)
         for o in outs:
             o.image = ImageOps.invert(o.image)
         return outs

@@ -3,7 +3,6 @@ never a wrong image, never a poisoned cache, never a run left 'running'."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -17,6 +16,11 @@ from agent.store import ArtifactError, Store, image_digest
 from chat_fixtures import scene_blueprint
 from fake_tools import MeanRedTool, PaintTool
 from tools.base import Registry
+
+
+def _pixels(path) -> str:
+    with Image.open(path) as im:
+        return image_digest(im.convert("RGB"))
 
 
 def _events(run_dir) -> list[dict]:
@@ -46,14 +50,14 @@ def test_damaged_artifact_is_a_miss_that_reruns_its_producer(home, damage):
     engine = Engine("preview", home=home)
     first = engine.run_blueprint(scene_blueprint())
     assert first.ok
-    good = hashlib.sha256(open(first.image, "rb").read()).hexdigest()
+    good = _pixels(first.image)  # final.png also carries its run id: compare pixels
     result = json.loads((home / "runs" / first.run_id / "result.json").read_text())
     scene = next(e for e in _events(home / "runs" / first.run_id) if e.get("node") == "scene" and e["event"] == "finished")
     damage(engine.store.artifact_path(scene["outputs"]["image"]["$artifact"]))
 
     again = Engine("preview", home=home).run_blueprint(scene_blueprint())
     assert again.ok and again.cached_nodes == again.total_nodes - 1  # only the damaged node ran again
-    assert hashlib.sha256(open(again.image, "rb").read()).hexdigest() == good  # the right picture, not the damage
+    assert _pixels(again.image) == good  # the right picture, not the damage
     events = _events(home / "runs" / again.run_id)
     invalid = [e for e in events if e["event"] == "cache_invalid"]
     assert [e["node"] for e in invalid] == ["scene"] and scene["outputs"]["image"]["$artifact"] in invalid[0]["error"]
@@ -83,7 +87,8 @@ def test_chat_edit_never_draws_on_a_damaged_scene(home):
     first = session.turns()[-1]
     scene = next(e for e in _events(home / "runs" / first.run_id) if e.get("node") == "scene" and e["event"] == "finished")
     _green(engine.store.artifact_path(scene["outputs"]["image"]["$artifact"]))
-    turn = session.send("warmer light")
+    # the next turn in a new process (a fresh engine: nothing of the first turn in memory, as after a restart)
+    turn = Sessions(Engine("preview", home=home)).open(session.id).send("warmer light")
     assert turn.status == "done"
     events = _events(home / "runs" / turn.run_id)
     assert any(e["event"] == "cache_invalid" and e["node"] == "scene" for e in events)
@@ -137,10 +142,12 @@ def test_executor_reruns_producer_of_a_missing_artifact(tmp_path):
 def test_a_run_that_raises_is_marked_failed_not_running(home, monkeypatch):
     engine = Engine("preview", home=home)
 
-    def boom(self, digest, dest):
+    def boom(source, dest, recipe):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Store, "copy_artifact", boom)
+    import agent.png_recipe
+
+    monkeypatch.setattr(agent.png_recipe, "write_png", boom)  # writing final.png: the disk is full
     with pytest.raises(OSError):
         engine.run_blueprint(scene_blueprint())
     rows = engine.store.list_runs()

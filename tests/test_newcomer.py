@@ -220,9 +220,10 @@ def test_planner_notices_reach_the_cli_json_and_record(cli, monkeypatch):
 
     class Noisy(RuleBasedPlanner):
         def plan_with_notices(self, prompt, **kw):
-            return RuleBasedPlanner.plan(self, prompt, **kw), ["only the first 8000 characters were read"]
+            bp, said = super().plan_with_notices(prompt, **kw)
+            return bp, said + ["only the first 8000 characters were read"]
 
-    monkeypatch.setattr(agent.api, "build_planner", lambda profile, recorder=None: Noisy())
+    monkeypatch.setattr(agent.api, "build_planner", lambda profile, recorder=None, client=None: Noisy())
     out = generated(cli, "a red cube")
     assert "only the first 8000 characters were read" in out["notices"]
     env = json.loads((Path(out["run_dir"]) / "env.json").read_text())

@@ -7,19 +7,19 @@ a cancelled run is marked ``cancelled`` and ``resume`` finishes it with the imag
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from agent.api import Engine
 from agent.executor import Executor
 from agent.graph import Graph
 from agent.run import Run, RunCancelled
 from agent.scheduler import Scheduler
-from agent.store import Store
+from agent.store import Store, image_digest
 from fake_tools import AddTool, NoopTool
 from planners.llm_client import Completion
 from tools.base import Registry, Tool, ToolModel
@@ -32,7 +32,8 @@ PROMPTS = [
 
 
 def sha(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with Image.open(path) as im:  # pixels: final.png also carries its run's id in a text chunk
+        return image_digest(im.convert("RGB"))
 
 
 def events(run_dir) -> list[dict]:
@@ -132,10 +133,15 @@ class FakeLocalLLM:
                 text = json.dumps({"descriptions": [{"name": n, "description": f"a photo of {n}"} for n in names]})
                 out.append([Completion(text, "stop")])
                 continue
+            from planners.rule_based import named_objects
+
             user = req.messages[1]["content"]
-            word = next(w for w in ("apple", "sofa", "boat") if w in user)
-            layout = {"objects": [{"name": word, "box": [0.2, 0.2, 0.7, 0.8]}], "texts": [], "background": "a room",
-                      "style": "photo", "negative_prompt": ""}  # fmt: skip
+            line = next(ln for ln in user.splitlines() if any(w in ln for w in ("apple", "sofa", "boat")))
+            # one box per object the prompt names (fewer would be sent back for repair)
+            objects = [{"name": n, "box": [0.05 + 0.3 * i, 0.2, 0.3 + 0.3 * i, 0.8]}
+                       for i, n in enumerate(named_objects(line)[:3])]
+            layout = {"objects": objects, "texts": [], "background": "a room", "style": "photo",
+                      "negative_prompt": ""}  # fmt: skip
             out.append([Completion(json.dumps(layout), "stop")] * req.n)
         return out
 
