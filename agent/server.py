@@ -422,7 +422,7 @@ def create_app(
         title="scenewright",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url=None,  # /docs below: Swagger UI from the installed swagger-ui-bundle, so it works offline
+        docs_url=None,  # /docs below: Swagger UI from the installed swagger-ui-py, so it works offline
         redoc_url=None,  # ReDoc only loads from a CDN
         description="Plan first, paint second: chat sessions, runs, events and artifacts. "
         "Send `Authorization: Bearer <token>` when the server was started with a token.",
@@ -685,12 +685,14 @@ SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "t
 
 
 def swagger_assets() -> Path | None:
-    """The folder of Swagger UI's files in the ``swagger-ui-bundle`` package (the serve extra), or None."""
+    """The folder of Swagger UI's files in the ``swagger-ui-py`` package (the serve extra), or None. Swagger UI 5:
+    FastAPI writes OpenAPI 3.1, which Swagger UI 4 cannot render (an empty page)."""
     try:
-        from swagger_ui_bundle import swagger_ui_path
+        import swagger_ui
     except ImportError:
         return None
-    return Path(str(swagger_ui_path))
+    folder = Path(swagger_ui.__file__).parent / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 class _GuardedApp(Guard):

@@ -82,6 +82,15 @@ def page(tmp_path):
         context.close()
 
 
+def wait_for_count(page, selector: str, n: int, timeout: float = 30.0) -> None:
+    """Wait until ``selector`` matches at least ``n`` elements. Polled from here: ``wait_for_function`` evaluates
+    its predicate with ``eval`` in the page, which the page's Content-Security-Policy rightly forbids."""
+    deadline = time.time() + timeout
+    while page.locator(selector).count() < n:
+        assert time.time() < deadline, f"fewer than {n} of {selector} after {timeout:g} s"
+        page.wait_for_timeout(50)
+
+
 def images_loaded(page) -> int:
     return page.evaluate(
         "Array.from(document.querySelectorAll('.turn img.result')).filter(i => i.complete && i.naturalWidth > 0).length"
@@ -93,15 +102,11 @@ def test_two_turns_with_images_and_overlay(server, page):
     page.fill("#prompt", PROMPT)
     page.fill("#seed", "3")
     page.click("#start")
-    page.wait_for_function(
-        "document.querySelectorAll('.turn[data-status=done] img.result').length >= 1", timeout=30_000
-    )
+    wait_for_count(page, ".turn[data-status=done] img.result", 1)
 
     page.fill("#message", "make the cat bigger")
     page.click("#send")
-    page.wait_for_function(
-        "document.querySelectorAll('.turn[data-status=done] img.result').length >= 2", timeout=30_000
-    )
+    wait_for_count(page, ".turn[data-status=done] img.result", 2)
     deadline = time.time() + 10
     while images_loaded(page) < 2 and time.time() < deadline:
         time.sleep(0.05)
@@ -125,9 +130,7 @@ def test_two_turns_with_images_and_overlay(server, page):
 
     # undo from the page brings back the first picture, all from the cache
     page.click("#undo")
-    page.wait_for_function(
-        "document.querySelectorAll('.turn[data-status=done] img.result').length >= 3", timeout=30_000
-    )
+    wait_for_count(page, ".turn[data-status=done] img.result", 3)
     assert "re-ran: nothing" in page.locator(".turn[data-index='2'] .nodes").inner_text()
     assert page.errors == []
 
@@ -138,9 +141,7 @@ def test_blueprint_session_and_rejected_message(server, page):
     page.goto(server + "/")
     page.fill("#prompt", json.dumps(SCENE))
     page.click("#start")
-    page.wait_for_function(
-        "document.querySelectorAll('.turn[data-status=done] img.result').length >= 1", timeout=30_000
-    )
+    wait_for_count(page, ".turn[data-status=done] img.result", 1)
     page.fill("#message", "make the unicorn pink")
     page.click("#send")
     page.wait_for_selector(".turn[data-index='1'][data-status=rejected]", timeout=30_000)
