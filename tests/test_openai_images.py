@@ -195,3 +195,30 @@ def test_a_failed_run_is_a_server_error_naming_the_run_and_is_not_retried(home, 
     assert len(calls) == 1  # x-should-retry: false — the client did not post it again
     assert f"run {calls[0]} failed (scene: out of memory)" in caught.value.message
     assert caught.value.code == "run_failed"
+
+
+def test_a_cancelled_image_is_a_conflict_and_the_client_does_not_paint_it_again(home):
+    engine = Engine("preview", home=home)
+    engine.profile = engine.profile.model_copy(update={"delay_ms": 300})
+    caught: list = []
+    with serving(engine) as base:
+        c = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=2, timeout=60)
+
+        def generate():
+            try:
+                c.images.generate(prompt="a cat on a sofa")
+            except openai.APIStatusError as err:
+                caught.append(err)
+
+        thread = threading.Thread(target=generate)
+        thread.start()
+        deadline = time.time() + 20
+        while not engine.active_runs() and time.time() < deadline:
+            time.sleep(0.02)
+        (run_id,) = engine.active_runs()
+        assert httpx.post(f"{base}/api/runs/{run_id}/cancel", json={}).status_code == 202
+        thread.join(60)
+    (err,) = caught
+    assert isinstance(err, openai.ConflictError) and f"run {run_id} was cancelled" in err.message
+    assert run_record(home, run_id, "status.json")["status"] == "cancelled"
+    assert [p.name for p in (home / "runs").iterdir()] == [run_id]  # not retried: no second run
