@@ -301,9 +301,11 @@ class Engine:
 
     # --- planning --------------------------------------------------------------------------------------------
     def plan(
-        self, prompt: str, run: Run | None = None, *, seed: int | None = None, notices: list[str] | None = None
+        self, prompt: str, run: Run | None = None, *, seed: int | None = None, notices: list[str] | None = None,
+        canvas: Canvas | None = None,
     ) -> Blueprint:
-        """Plan a prompt; with ``run``, its LLM exchanges go to that run's ``llm.jsonl``. What the planner had to
+        """Plan a prompt on ``canvas`` (default: the profile's size); with ``run``, its LLM exchanges go to that run's
+        ``llm.jsonl``. What the planner had to
         leave out (a cap, a cut, words it could not read) is appended to ``notices`` (and to the run's), the same
         channel as the profile's stand-ins: planners that can say so implement
         ``plan_with_notices(prompt, seed=, canvas=, recorder=) -> (Blueprint, list[str])``."""
@@ -312,7 +314,7 @@ class Engine:
         check_text(prompt)
         seed = seed if seed is not None else (run.seed if run is not None else 0)
         try:
-            canvas = Canvas(width=self.profile.width, height=self.profile.height)
+            canvas = canvas or Canvas(width=self.profile.width, height=self.profile.height)
             kw = {"recorder": run.recorder} if run is not None else {}
             if not hasattr(self.planner, "plan_with_notices"):
                 return self.planner.plan(prompt, seed=seed, canvas=canvas, **kw)
@@ -360,8 +362,10 @@ class Engine:
         return graph
 
     # --- running ---------------------------------------------------------------------------------------------
-    def generate(self, prompt: str, *, seed: int = 0, on_event=None, run: Run | None = None) -> RunOutcome:
-        """Plan and paint. ``run``: a run made by :meth:`start_run` (e.g. by a server that answered with its id)."""
+    def generate(self, prompt: str, *, seed: int = 0, on_event=None, run: Run | None = None,
+                 canvas: Canvas | None = None) -> RunOutcome:  # fmt: skip
+        """Plan and paint (on ``canvas``, default the profile's size). ``run``: a run made by :meth:`start_run` (e.g. by
+        a server that answered with its id)."""
         if not prompt or not prompt.strip():
             raise UserError("the prompt is empty; describe the image you want")
         check_text(prompt)
@@ -369,7 +373,7 @@ class Engine:
         run = run or self.start_run({"kind": "prompt", "prompt": prompt, "seed": seed}, on_event=on_event)
         try:
             with self._planning(run):
-                bp = self.plan(prompt, run, seed=seed)
+                bp = self.plan(prompt, run, seed=seed, canvas=canvas)
                 regions = self.plan_text_regions(bp, run)
                 graph = self.compile(bp, seed=seed, text_regions=regions)
         except BaseException:

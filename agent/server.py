@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.api import Engine, RunCancelled, UserError
 from agent.blueprint import BlueprintError, parse_blueprint
 from agent.http_guard import Guard, is_loopback
+from agent.openai_images import images_router
 from agent.sessions import PENDING, ChatSession, Sessions, Turn, check_session_id
 from agent.store import ArtifactError, StoreError
 
@@ -675,6 +676,9 @@ def create_app(
         except ArtifactError as err:
             raise HTTPException(404, f"no artifact {sha[:12]}" + ("" if err.reason == "is missing" else f": {err.reason}"))
         return FileResponse(p, media_type="image/png", headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+    # --- OpenAI's Images API (agent/openai_images.py) ---------------------------------------------------------
+    app.include_router(images_router(server))
 
     return _GuardedApp(
         app, token=token, max_body=max_body, check_host=(token is None) if check_host is None else check_host, port=port
