@@ -28,7 +28,7 @@ from agent.blueprint import Blueprint, BlueprintError, Canvas, parse_blueprint, 
 from agent.graph import Graph, validate_graph
 from agent.profiles import PlannerConfig, Profile, get_profile
 from agent.run import Run, RunCancelled, RunRecorder
-from agent.store import RunRecord, Store, is_digest
+from agent.store import RunRecord, Store, artifact_names, is_digest
 from planners.base import PlanningError
 from tools.base import Registry
 
@@ -577,7 +577,7 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
         raise UserError(f"{p} is not a usable plan file: {str(err).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise UserError(f"{p} must hold a JSON object (a blueprint or a graph), not {type(data).__name__}")
-    bad = next((v for v in _artifact_names(data) if not is_digest(v)), None)
+    bad = next((v for v in artifact_names(data) if not is_digest(v)), None)
     if bad is not None:
         raise UserError(f"{p}: '$artifact' {str(bad)[:80]!r} is not an artifact hash; artifacts are named by sha256 only")
     try:
@@ -597,17 +597,6 @@ def load_plan_file(path: str | Path) -> Blueprint | Graph:
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number a plan can use")
-
-
-def _artifact_names(value):
-    if isinstance(value, dict):
-        if "$artifact" in value:
-            yield value["$artifact"]
-        for v in value.values():
-            yield from _artifact_names(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _artifact_names(v)
 
 
 def _plan_of_png(p: Path) -> Blueprint | Graph:

@@ -47,7 +47,7 @@ from agent.graph import (
 )
 from agent.run import Run
 from agent.scheduler import CANCELLED, Entry, Scheduler, _describe
-from agent.store import ArtifactError, RunRecord, Store, canonical_json, image_digest, sha256_hex
+from agent.store import ArtifactError, RunRecord, Store, artifact_names, canonical_json, image_digest, sha256_hex
 from tools.base import Registry, Tool, TransientError  # noqa: F401 - TransientError: where tools raise it from
 
 __all__ = ["Executor", "NodeFailed", "RunResult", "RunState", "TransientError"]
@@ -423,7 +423,7 @@ class Executor:
         """Accept a cache hit only if every artifact it names is on disk with the pixels its hash says (the store
         verifies; images already in memory were made or checked by this process). Otherwise one
         ``cache_invalid`` event, and the hit is refused."""
-        for digest in _artifact_digests(outputs):
+        for digest in artifact_names(outputs):
             if digest in self._unwritten or digest in self._images:
                 continue
             try:
@@ -559,15 +559,3 @@ class Executor:
     def load_image(self, encoded: dict) -> PILImage.Image:
         return self._load_image(encoded["$artifact"])
 
-
-def _artifact_digests(value: Any):
-    """The artifact hashes an encoded value refers to."""
-    if isinstance(value, dict):
-        if "$artifact" in value:
-            yield value["$artifact"]
-        else:
-            for v in value.values():
-                yield from _artifact_digests(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _artifact_digests(v)

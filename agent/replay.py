@@ -68,7 +68,7 @@ from agent.executor import Executor
 from agent.run import Run
 from agent.graph import Graph, GraphError, LoopNode, ToolNode, validate_graph
 from agent.profiles import Profile, ProfileError, get_profile
-from agent.store import ArtifactError, Store, canonical_json, image_digest, is_digest, redact
+from agent.store import ArtifactError, Store, artifact_names, canonical_json, image_digest, is_digest, redact
 from planners.base import PlanningError
 from tools.critique_tools import MAX_IMAGE_PIXELS
 
@@ -347,7 +347,7 @@ def _recorded_outputs(events: list[dict]) -> tuple[list[str], dict[str, dict], d
             node, outs = ev.get("node"), ev["outputs"]
             if not isinstance(node, str) or not isinstance(outs, dict):
                 raise UserError(f"events.jsonl: a '{ev['event']}' event without a node id or outputs; the record is damaged")
-            for sha in _artifact_names(outs):
+            for sha in artifact_names(outs):
                 if not is_digest(sha):
                     raise UserError(
                         f"events.jsonl: node '{node[:80]}' names artifact '{str(sha)[:80]}', which is not a sha256;"
@@ -358,17 +358,6 @@ def _recorded_outputs(events: list[dict]) -> tuple[list[str], dict[str, dict], d
             outputs[node] = outs
             tools[node] = str(ev.get("tool", ""))
     return order, outputs, tools
-
-
-def _artifact_names(value: Any):
-    if isinstance(value, dict):
-        if "$artifact" in value:
-            yield value["$artifact"]
-        for v in value.values():
-            yield from _artifact_names(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _artifact_names(v)
 
 
 # --- comparing -------------------------------------------------------------------------------------------------

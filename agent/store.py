@@ -454,6 +454,18 @@ def redact(value: Any) -> Any:
     return value
 
 
+def artifact_names(value):
+    """Every ``$artifact`` name an encoded value (an input, an output, a recorded event) refers to."""
+    if isinstance(value, dict):
+        if "$artifact" in value:
+            yield value["$artifact"]
+        for v in value.values():
+            yield from artifact_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from artifact_names(v)
+
+
 def is_digest(value: object) -> bool:
     """A sha256 hex digest, the only form an artifact name may take (never a path)."""
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
