@@ -750,3 +750,17 @@ def test_the_profile_interpolation_reaches_the_planner(tmp_path):
     with pytest.raises(ProfileError) as err:
         get_profile("bad", cfg)
     assert "interpolation" in str(err.value) and "sequential" in str(err.value)
+
+
+def test_the_llm_planner_marks_objects_that_need_a_reference():
+    schema = layout_schema(SchemaLimits())
+    assert schema["$defs"]["LayoutObject"]["properties"]["needs_reference"]["type"] == "boolean"  # bounded
+    marked = json.loads(CAT_DOG[1].text)
+    marked["objects"][1]["needs_reference"] = True  # one of the 3 layouts marks "a dog"
+    answers = [[CAT_DOG[0], ok(json.dumps(marked)), CAT_DOG[2]]]
+    bp = LLMPlanner(FakeClient(answers), layouts=3).plan("a cat and a dog in a park", seed=1)
+    assert {o.name: o.needs_reference for o in bp.objects} == {"a cat": False, "dog": True}
+    from agent.recipes.realrag import reference_queries
+
+    assert list(reference_queries(bp)) == ["dog"]  # the RealRAG branch picks it up
+    assert "needs_reference" in prompts.render("layout_system", max_objects=8, max_texts=4)[0]
