@@ -14,11 +14,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ProfileError(ValueError):
     pass
+
+
+# diffusers schedulers the SD1.x/SDXL/GLIGEN pipelines accept by ``from_config`` (KarrasDiffusionSchedulers, less
+# the ones needing extra packages); a profile's ``scheduler`` names one, "" keeps the model folder's own
+SCHEDULERS = (
+    "DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+    "DEISMultistepScheduler", "UniPCMultistepScheduler",
+)  # fmt: skip
 
 
 class PlannerConfig(BaseModel):
@@ -33,6 +43,8 @@ class PlannerConfig(BaseModel):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     layouts: int = Field(3, ge=1, le=8)
     repairs: int = Field(2, ge=0, le=5)
+    # how the k layouts combine: "mean" (equal weights) or "sequential" (LLM Blueprint's code: b ← b + ½(bᵢ − b))
+    interpolation: Literal["mean", "sequential"] = "mean"
 
 
 class VLMConfig(BaseModel):
@@ -82,6 +94,16 @@ class Profile(BaseModel):
     text_planner: Literal["boxes", "llm"] = "boxes"
     lora: str = ""  # a LoRA safetensors file or folder (e.g. from `scenewright distill`) loaded into the SD pipelines
     lora_scale: float = Field(1.0, ge=0.0, le=4.0)
+    # a diffusers scheduler class for every diffusion pipeline ("DPMSolverMultistepScheduler" is LLM Blueprint's);
+    # "" keeps each model folder's own. Part of every diffusion tool's identity, so it is in the cache keys.
+    scheduler: str = ""
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        if v and v not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {v!r}; use one of {', '.join(SCHEDULERS)} (or \"\" for the model's own)")
+        return v
 
 
 def _read(path: Path) -> dict:

@@ -60,6 +60,7 @@ def build_planner(config: PlannerConfig, recorder: Recorder | None = None, *, cl
             repairs=config.repairs,
             temperature=config.temperature,
             max_tokens=config.max_tokens,
+            interpolation=config.interpolation,
             expected_counts=_stated_counts(),
             expected_objects=_named_objects(),
         )

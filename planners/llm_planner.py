@@ -136,8 +136,9 @@ class _Forbid(BaseModel):
 
 @cache
 def _models(limits: SchemaLimits) -> type[BaseModel]:
-    Obj = create_model(
-        "LayoutObject", __base__=_Forbid, name=(limits.text(limits.name_chars, required=True), ...), box=(_Box, ...)
+    Obj = create_model(  # needs_reference: RealRAG's flag (a real reference image should guide this object)
+        "LayoutObject", __base__=_Forbid, name=(limits.text(limits.name_chars, required=True), ...), box=(_Box, ...),
+        needs_reference=(bool, False),
     )
     Txt = create_model(
         "LayoutText", __base__=_Forbid, content=(limits.text(limits.text_chars, required=True), ...), box=(_Box, ...)
@@ -194,12 +195,14 @@ class Layout:
     background: str = ""
     style: str = ""
     negative_prompt: str = ""
+    references: list[str] = field(default_factory=list)  # names of the objects marked needs_reference
 
     def to_json(self) -> str:
         """Compact JSON in the layout schema's shape (used as the assistant turn of a repair)."""
         return json.dumps(
             {
-                "objects": [{"name": n, "box": [round(v, 3) for v in b]} for n, b in self.objects],
+                "objects": [{"name": n, "box": [round(v, 3) for v in b], **({"needs_reference": True}
+                             if n in self.references else {})} for n, b in self.objects],
                 "texts": [{"content": c, "box": [round(v, 3) for v in b]} for c, b in self.texts],
                 "background": self.background,
                 "style": self.style,
@@ -228,6 +231,7 @@ def parse_layout(text: str, limits: SchemaLimits) -> Layout:
         background=m.background.strip(),
         style=m.style.strip(),
         negative_prompt=m.negative_prompt.strip(),
+        references=[o.name.strip() for o in m.objects if o.needs_reference],
     )
 
 
@@ -834,6 +838,9 @@ class LLMPlanner:
                 ]
                 kind, n = KIND_REPAIR, 1
         layout = self._fix(interpolate_layouts(layouts, mode=self.interpolation, threshold=self.merge_threshold))
+        marked = {n for lay in layouts for n in lay.references}  # any layout's mark survives the merge of names
+        layout.references = [n for n, _ in layout.objects
+                             if any(n == m or name_similarity(n, m) >= self.merge_threshold for m in marked)]
 
         descriptions: dict[str, str] = {}
         desc_tokens = self.max_tokens
@@ -875,6 +882,7 @@ class LLMPlanner:
                 layout = self._fix(
                     interpolate_layouts(fixed[:1], mode=self.interpolation, threshold=self.merge_threshold)
                 )
+                layout.references = [n for n, _ in layout.objects if n in fixed[0].references]
             elif truncated and max_tokens < self.max_tokens_cap:
                 max_tokens = min(2 * max_tokens, self.max_tokens_cap)
             # an unusable repair answer keeps the previous layout; the loop reports its errors when the budget ends
@@ -946,7 +954,8 @@ class LLMPlanner:
             "style": layout.style,
             "background": layout.background,
             "negative_prompt": layout.negative_prompt,
-            "objects": [{"name": n, "description": descriptions.get(n, ""), "box": list(b)} for n, b in layout.objects],
+            "objects": [{"name": n, "description": descriptions.get(n, ""), "box": list(b),
+                         "needs_reference": n in layout.references} for n, b in layout.objects],
             "texts": [{"content": c, "box": list(b)} for c, b in layout.texts],
             "seed": seed,
         }

@@ -457,3 +457,26 @@ def test_a_cancelled_call_stops_at_the_next_step_and_returns_nothing(tools, name
     with pytest.raises(Cancelled, match="stopped after step 1"):
         tools[name].run([inp], ctx)
     assert seen == [1]  # steps 2..4 never ran
+
+
+def test_the_profile_scheduler_reaches_every_diffusion_tool(profile, manager, tiny_profile_path, tmp_path):
+    import diffusers
+
+    from agent.profiles import SCHEDULERS, ProfileError
+    from tools.diffusion import diffusers_tools
+
+    assert all(hasattr(diffusers, name) for name in SCHEDULERS)  # every name a profile may use is a real class
+    dpm = {t.name: t for t in diffusers_tools(profile.model_copy(update={"scheduler": "DPMSolverMultistepScheduler"}),
+                                              manager)}
+    for name in ("text_to_image", "image_to_image", "layout_to_image", "regional_repaint"):
+        assert dpm[name].identity()["scheduler"] == "DPMSolverMultistepScheduler", name  # so in the cache keys
+    assert type(dpm["text_to_image"].pipeline().scheduler).__name__ == "DPMSolverMultistepScheduler"
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(f'[profiles.dpm]\nextends = "tiny"\nscheduler = "DPMSolverMultistepScheduler"\n'
+                   f'[profiles.bad]\nextends = "tiny"\nscheduler = "FastScheduler"\n')
+    text = tiny_profile_path.read_text() + "\n" + cfg.read_text()
+    cfg.write_text(text)
+    with pytest.raises(ProfileError) as err:
+        get_profile("dpm", cfg)
+    msg = str(err.value)
+    assert "'FastScheduler'" in msg and "DPMSolverMultistepScheduler" in msg and "\n" not in msg

@@ -733,3 +733,34 @@ def test_the_request_as_sent_is_recorded_with_each_exchange():
     sent = rec.items[0][1]["sent"]
     assert sent["endpoint"] == "POST /chat/completions" and sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["schema"] == rec.items[0][1]["schema"]
+
+
+def test_the_profile_interpolation_reaches_the_planner(tmp_path):
+    from agent.profiles import ProfileError, get_profile
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[profiles.seq.planner]\nkind = "vllm-server"\nmodel = "m"\ninterpolation = "sequential"\n')
+    config = get_profile("seq", cfg).planner
+    mean = build_planner(PlannerConfig(kind="vllm-server", model="m"), client=FakeClient([CAT_DOG]))
+    seq = build_planner(config, client=FakeClient([CAT_DOG]))
+    assert seq.identity()["interpolation"] == "sequential" != mean.identity()["interpolation"]
+    a, b = (p.plan("a cat and a dog in a park", seed=5).objects[0].box for p in (mean, seq))
+    assert a != pytest.approx(b, abs=1e-4)  # the 3 layouts' weights differ: 1/3 each vs 1/4, 1/4, 1/2
+    cfg.write_text('[profiles.bad.planner]\nkind = "vllm-server"\ninterpolation = "median"\n')
+    with pytest.raises(ProfileError) as err:
+        get_profile("bad", cfg)
+    assert "interpolation" in str(err.value) and "sequential" in str(err.value)
+
+
+def test_the_llm_planner_marks_objects_that_need_a_reference():
+    schema = layout_schema(SchemaLimits())
+    assert schema["$defs"]["LayoutObject"]["properties"]["needs_reference"]["type"] == "boolean"  # bounded
+    marked = json.loads(CAT_DOG[1].text)
+    marked["objects"][1]["needs_reference"] = True  # one of the 3 layouts marks "a dog"
+    answers = [[CAT_DOG[0], ok(json.dumps(marked)), CAT_DOG[2]]]
+    bp = LLMPlanner(FakeClient(answers), layouts=3).plan("a cat and a dog in a park", seed=1)
+    assert {o.name: o.needs_reference for o in bp.objects} == {"a cat": False, "dog": True}
+    from agent.recipes.realrag import reference_queries
+
+    assert list(reference_queries(bp)) == ["dog"]  # the RealRAG branch picks it up
+    assert "needs_reference" in prompts.render("layout_system", max_objects=8, max_texts=4)[0]

@@ -44,7 +44,7 @@ def test_repaint_preview_keeps_the_best_of_all_rounds(cli, reference, tmp_path):
     assert r.exit_code == 0, r.output
     summary, trace = trace_of(r)
     scores = trace["score_trace"]
-    assert 1 <= len(trace["rounds"]) <= 3 and trace["stopped"] in ("budget", "threshold", "no revisions")
+    assert 1 <= len(trace["rounds"]) <= 3 and trace["stopped"] in ("budget", "threshold", "no revisions", "no effective revision")
     assert trace["best_score"] == max(scores) and trace["best_round"] == scores.index(max(scores)) + 1
     for entry in trace["rounds"]:
         assert len(entry["scores"]) == 2 and entry["best_score"] == max(entry["scores"])
@@ -110,3 +110,38 @@ def test_repaint_on_the_tiny_profile(cli, tmp_path):
     assert trace["best_score"] == max(trace["score_trace"]) and 0 <= trace["best_score"] <= 1
     kinds = [json.loads(l)["kind"] for l in open(f"{summary['run_dir']}/llm.jsonl")]
     assert kinds[0] == "vlm.describe"  # the tiny VLM's exchanges are recorded
+
+
+def test_the_scene_prompts_are_rewrites_that_carry_the_summary_and_relations(cli, reference):
+    r = cli("repaint", reference, "--rounds", 1, "--variants", 3, "--threshold", 1.0, "--json")
+    assert r.exit_code == 0, r.output
+    summary, trace = trace_of(r)
+    run = Path(summary["run_dir"])
+    desc = ImageDescription.model_validate_json((run / "rounds/r0.description.json").read_text())
+    assert desc.relations, "the preview reference has two objects side by side"
+    graph = json.loads((run / "rounds/r1.graph.json").read_text())
+    scenes = {n["id"]: n["inputs"]["prompt"] for n in graph["nodes"] if n["id"].endswith(".scene")}
+    assert sorted(scenes) == ["v0.scene", "v1.scene", "v2.scene"]
+    for prompt in scenes.values():  # the VLM's summary and relations reach the text the generator reads
+        assert desc.summary in prompt and all(rel in prompt for rel in desc.relations)
+    assert len(set(scenes.values())) == 3  # variants are different prompts, not only different seeds
+    assert trace["rounds"][0]["prompts"] == [scenes[f"v{i}.scene"] for i in range(3)]
+
+
+def test_revisions_that_change_nothing_end_the_loop(tmp_path, reference):
+    from agent.api import Engine
+    from agent.recipes.image_repainter import repaint
+    from tools.preview_vlm import PreviewCompareImages
+    from tools.roles import CompareImagesOut, Revision
+
+    class SameDescription(PreviewCompareImages):  # proposes a revision, returns the description unchanged
+        version = "test-same-1"
+
+        def one(self, inp):
+            return CompareImagesOut(revisions=[Revision(aspect="style", change="warmer light")],
+                                    description=inp.description)
+
+    engine = Engine("preview", home=tmp_path / "h2")
+    engine.registry.add(SameDescription())
+    out = repaint(engine, reference, rounds=3, variants=1, threshold=1.0)
+    assert out["stopped"] == "no effective revision" and out["rounds"] == 1

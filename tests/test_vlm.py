@@ -145,3 +145,28 @@ def test_tiny_transformers_vlm_answers_in_schema(tmp_path):
     crit = vlm.ask(KIND_CRITIQUE, "critique", [image((20, 20, 200))], seed=0, recorder=rec)
     assert 0.0 <= crit.score <= 1.0
     assert all(r["response"]["completions"][0]["finish_reason"] == "stop" for r in rec.rows)
+
+
+def test_the_vlm_rewrites_a_description_into_n_prompts_text_only_and_recorded():
+    from tools.roles import ImageDescription, RewritePromptIn
+    from tools.vlm import KIND_REWRITE
+
+    class Ctx:
+        rec = MemoryRecorder()
+
+        def recorder(self, i):
+            return self.rec
+
+    client = ScriptedClient([json.dumps({"prompts": ["red cat on a car, photo", "photo of a red cat atop a car"]})])
+    rewrite = [t for t in vlm_tools(_Cfg, client=client) if t.name == "rewrite_prompt"][0]
+    desc = ImageDescription.model_validate(VALID_DESCRIPTION)
+    ctx = Ctx()
+    out = rewrite.run([RewritePromptIn(description=desc, n=2, seed=4)], ctx)[0]
+    assert out.prompts == ["red cat on a car, photo", "photo of a red cat atop a car"]
+    call = client.calls[0]
+    prompts = call["schema"]["properties"]["prompts"]
+    assert prompts["minItems"] == prompts["maxItems"] == 2 and prompts["items"]["pattern"].endswith("{0,43}$")
+    parts = call["messages"][1]["content"]
+    assert [p["type"] for p in parts] == ["text"]  # text only: the rewrite needs no image
+    assert "a red cat on a car" in parts[0]["text"] and "cat on car" in parts[0]["text"] and call["seed"] == 4
+    assert [r["kind"] for r in ctx.rec.rows] == [KIND_REWRITE]

@@ -132,7 +132,7 @@ class _DiffusersTool(Tool):
         self.manager = manager
         self.model_id = model_id
         # optional diffusers scheduler class name (e.g. "DPMSolverMultistepScheduler", the LLM Blueprint's);
-        # None keeps the model's own. The factory does not set it: profiles have no scheduler field yet.
+        # None keeps the model's own. ``diffusers_tools`` passes the profile's ``scheduler``.
         self.scheduler = scheduler
         self.lora = lora  # the profile's LoRA, fused into this tool's pipeline (tools/lora.py)
 
@@ -536,21 +536,23 @@ class RegionalRepaint(_DiffusersTool):
 # --- the factory ----------------------------------------------------------------------------------------------
 def diffusers_tools(profile, manager: ModelManager | None = None) -> list[Tool]:
     """Tools for the roles ``profile.models`` names; roles it lacks are left to the caller (preview tools). A
-    profile's ``lora`` is fused into every diffusion pipeline (tools/lora.py)."""
+    profile's ``lora`` is fused into every diffusion pipeline (tools/lora.py) and its ``scheduler`` (a diffusers
+    class name, validated by the profile) replaces every pipeline's own."""
     mgr = manager or shared_manager(profile.device, profile.dtype, profile.memory_budget_gb, profile.cpu_offload)
     models = profile.models
     lora = LoRA.of(profile.lora, profile.lora_scale) if getattr(profile, "lora", "") else None
+    kw = {"lora": lora, "scheduler": getattr(profile, "scheduler", "") or None}
     tools: list[Tool] = []
     if "text_to_image" in models:
-        tools.append(TextToImage(mgr, models["text_to_image"], lora=lora))
+        tools.append(TextToImage(mgr, models["text_to_image"], **kw))
     if "image_to_image" in models or "text_to_image" in models:
-        tools.append(ImageToImage(mgr, models.get("image_to_image") or models["text_to_image"], lora=lora))
+        tools.append(ImageToImage(mgr, models.get("image_to_image") or models["text_to_image"], **kw))
     if "layout_to_image" in models:
-        tools.append(LayoutToImage(mgr, models["layout_to_image"], lora=lora))
+        tools.append(LayoutToImage(mgr, models["layout_to_image"], **kw))
     elif "text_to_image" in models:
-        tools.append(LayoutToImageViaText(mgr, models["text_to_image"], lora=lora))
+        tools.append(LayoutToImageViaText(mgr, models["text_to_image"], **kw))
     if "inpaint" in models:
-        tools.append(RegionalRepaint(mgr, models["inpaint"], ip_adapter=models.get("ip_adapter"), lora=lora))
+        tools.append(RegionalRepaint(mgr, models["inpaint"], ip_adapter=models.get("ip_adapter"), **kw))
     if "clip" in models:
         from tools.clip_check import ClipRegionCheck
 

@@ -7,6 +7,10 @@
 - ``compare_images``: reference vs candidate, region by region. Each described object whose colour in the
   reference box differs from the candidate's gets a content revision to the reference's colour; a brightness gap
   gets a lighting revision; a background colour gap a composition revision. The revised description is returned.
+- ``rewrite_prompt``: the description's clauses (``ImageDescription.clauses``) subject first (summary, objects,
+  relations, then style, lighting, palette, composition), and variant ``k`` the same clauses rotated by ``k``:
+  every variant keeps all of the description and differs in order (CLIP weighs early tokens most). It cannot
+  find synonyms; beyond as many variants as there are clauses the prompts repeat (the seeds still differ).
 - ``image_similarity``: 0.5 × thumbnail similarity (1 − mean absolute difference of 16×16 thumbnails, the
   "CLIP" slot) + 0.5 × colour-histogram intersection (the "DINOv2" slot), weighted by ``clip_weight``.
 - ``aesthetic_score``: the preview ``critique``'s statistics score (exposure, contrast, saturation), so the
@@ -38,6 +42,8 @@ from tools.roles import (
     ImageSimilarityIn,
     ImageSimilarityOut,
     Revision,
+    RewritePromptIn,
+    RewritePromptOut,
 )
 
 VERSION = "preview-vlm-1"
@@ -152,6 +158,16 @@ def compare(reference: Image.Image, candidate: Image.Image, desc: ImageDescripti
     return CompareImagesOut(revisions=revisions, description=desc.model_copy(update=update))
 
 
+def rewrite(desc: ImageDescription, n: int) -> list[str]:
+    clauses = desc.clauses()
+    if not clauses:
+        return ["a scene"] * n
+    summary = " ".join(desc.summary.split())  # template order is style… first; the rewrite puts the subject first
+    at = clauses.index(summary) if summary in clauses else 0
+    ordered = clauses[at:] + clauses[:at]
+    return [", ".join(ordered[i % len(ordered):] + ordered[: i % len(ordered)])[:1000] for i in range(n)]
+
+
 def similarity(reference: Image.Image, image: Image.Image, clip_weight: float) -> ImageSimilarityOut:
     r, c = _thumb(reference), _thumb(image)
     thumb = 1.0 - float(np.abs(r - c).mean()) / 255
@@ -181,6 +197,16 @@ class PreviewCompareImages(PreviewTool):
         return compare(inp.reference, inp.candidate, inp.description)
 
 
+class PreviewRewritePrompt(PreviewTool):
+    name = "rewrite_prompt"
+    version: ClassVar[str] = VERSION
+    Input = RewritePromptIn
+    Output = RewritePromptOut
+
+    def one(self, inp: RewritePromptIn) -> RewritePromptOut:
+        return RewritePromptOut(prompts=rewrite(inp.description, inp.n))
+
+
 class PreviewImageSimilarity(PreviewTool):
     name = "image_similarity"
     version: ClassVar[str] = VERSION
@@ -202,5 +228,5 @@ class PreviewAestheticScore(PreviewTool):
 
 
 def preview_vlm_tools(delay_ms: int = 0) -> list:
-    return [cls(delay_ms=delay_ms) for cls in (PreviewDescribeImage, PreviewCompareImages, PreviewImageSimilarity,
-                                               PreviewAestheticScore)]
+    return [cls(delay_ms=delay_ms) for cls in (PreviewDescribeImage, PreviewCompareImages, PreviewRewritePrompt,
+                                               PreviewImageSimilarity, PreviewAestheticScore)]

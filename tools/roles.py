@@ -161,6 +161,21 @@ class ImageDescription(ToolModel):
     objects: list[DescribedObject] = []
     relations: list[str] = []
 
+    def clauses(self) -> list[str]:
+        """The description's parts as prompt clauses, in ImageRepainter's template order (``iter.py``):
+        ``{style} style, {palette}, {composition}, {summary}, {objects}, {relations}`` (lighting after style)."""
+        objects = []
+        for o in self.objects:
+            attrs = " ".join(v for k, v in o.attributes.items() if v and k != "position" and v.lower() not in o.name.lower())
+            objects.append(f"{attrs} {o.name}".strip())
+        parts = [self.style and f"{self.style} style", self.lighting and f"{self.lighting} lighting", self.palette,
+                 self.composition, self.summary, ", ".join(objects), ", ".join(self.relations)]  # fmt: skip
+        return [" ".join(p.split()) for p in parts if p and p.strip()]
+
+    def template_prompt(self) -> str:
+        """The filled template, the text the prompt rewrite starts from."""
+        return ", ".join(self.clauses())
+
 
 class DescribeImageIn(ToolModel):
     image: Image
@@ -168,6 +183,17 @@ class DescribeImageIn(ToolModel):
 
 class DescribeImageOut(ToolModel):
     description: ImageDescription
+
+
+# --- rewrite_prompt: a description as ``n`` different text-to-image prompts (ImageRepainter's variants) -----
+class RewritePromptIn(ToolModel):
+    description: ImageDescription
+    n: int = Field(3, ge=1, le=8)
+    seed: Seed = 0
+
+
+class RewritePromptOut(ToolModel):
+    prompts: list[str]  # exactly ``n``, each carrying the description's summary, objects and relations
 
 
 # --- compare_images: how should the description change so the candidate looks more like the reference? -------

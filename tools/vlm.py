@@ -11,7 +11,7 @@ One narrow interface, :class:`VLM`, ``ask(kind, system, text, images, Model) -> 
   validated with pydantic; if that fails, the errors go back as a repair turn (the bad answer as the assistant
   turn, then the errors), at most ``repairs`` times; then :class:`VLMError` with one line that says what failed;
 - every exchange is recorded through the run's recorder (``llm.jsonl``, kinds ``vlm.describe``, ``vlm.compare``,
-  ``vlm.critique``; images are recorded by SHA-256, not inline) and replayed from it when the recorder has it.
+  ``vlm.rewrite``, ``vlm.critique``; images are recorded by SHA-256, not inline) and replayed from it when the recorder has it.
 
 Transports: ``vllm-server`` (:class:`~planners.llm_client.OpenAIServerClient`, a VLM served by
 ``vllm serve``), ``vllm-local`` (:class:`~planners.llm_client.VLLMLocalClient`) and ``transformers``
@@ -55,10 +55,13 @@ from tools.roles import (
     DescribeImageOut,
     ImageDescription,
     Revision,
+    RewritePromptIn,
+    RewritePromptOut,
     Suggestion,
 )
 
 KIND_DESCRIBE, KIND_COMPARE, KIND_CRITIQUE = "vlm.describe", "vlm.compare", "vlm.critique"
+KIND_REWRITE = "vlm.rewrite"
 
 
 class VLMError(LLMError):
@@ -74,6 +77,7 @@ class VLMLimits:
     max_relations: int = 4
     max_revisions: int = 4
     max_edits: int = 3
+    prompt_chars: int = 300
     char_class: str = r"[^\x00-\x1f]"
 
     def text(self, chars: int, *, required: bool = True):
@@ -119,6 +123,12 @@ def answer_models(lim: VLMLimits) -> dict[str, type[BaseModel]]:
     return {KIND_DESCRIBE: Desc, KIND_COMPARE: Compare, KIND_CRITIQUE: Crit}
 
 
+def rewrite_model(lim: VLMLimits, n: int) -> type[BaseModel]:
+    """``{"prompts": [...]}`` with exactly ``n`` bounded prompts (ImageRepainter's variants answer)."""
+    return create_model("Rewrite", __base__=_Forbid, prompts=(
+        Annotated[list[lim.text(lim.prompt_chars)], Field(min_length=n, max_length=n)], ...))
+
+
 def schema_of(model: type[BaseModel]) -> dict:
     from planners.llm_planner import _strip_titles
 
@@ -143,6 +153,12 @@ COMPARE = (
     " reference (style: artistic style, lighting, colour palette; composition: placement, framing; content:"
     " objects, details, atmosphere), and return the whole description revised accordingly."
 )
+REWRITE = (
+    "Write {n} different Stable Diffusion prompts that would each regenerate the image this description"
+    " describes: keep all its key information (subject, objects, relations, style, lighting, colours,"
+    " composition), comma-separated, most important first, concise and vivid. The prompts must differ in"
+    " wording and order, not in content.\nDescription: {template}"
+)
 CRITIQUE = (
     "Critique this generated image for the prompt: {prompt!r}. Objects and boxes: {boxes}. score: your aesthetic"
     " rating in [0, 1]. global_edits: changes to the whole image (aspect: exposure|lighting|colour|camera_angle|"
@@ -154,7 +170,7 @@ REJECTED = (
     " These edits were already tried on this image and rejected (the aesthetic score did not rise, or the image"
     " drifted from the prompt): {rejected}. Propose different edits, or none."
 )
-TEMPLATES_HASH = hashlib.sha256("\n".join((SYSTEM, DESCRIBE, COMPARE, CRITIQUE, REJECTED)).encode()).hexdigest()[:16]
+TEMPLATES_HASH = hashlib.sha256("\n".join((SYSTEM, DESCRIBE, COMPARE, REWRITE, CRITIQUE, REJECTED)).encode()).hexdigest()[:16]
 
 
 # --- the narrow interface ----------------------------------------------------------------------------------------
@@ -223,9 +239,11 @@ class VLM:
             im.thumbnail((self.image_side, self.image_side))
         return image_part(im)
 
-    def ask(self, kind: str, text: str, images: list, *, seed: int | None = None, recorder=None) -> BaseModel:
-        """``recorder``: the run's (``ToolContext.recorder(i)``), so each exchange lands in its own run's record."""
-        model = self.models[kind]
+    def ask(self, kind: str, text: str, images: list, *, seed: int | None = None, recorder=None,
+            model: type[BaseModel] | None = None) -> BaseModel:
+        """``recorder``: the run's (``ToolContext.recorder(i)``), so each exchange lands in its own run's record.
+        ``model``: the answer model when it is not the kind's fixed one (the rewrite's depends on ``n``)."""
+        model = model or self.models[kind]
         schema = schema_of(model)
         messages: list[dict] = [
             {"role": "system", "content": SYSTEM},
@@ -363,6 +381,23 @@ class VLMCompareImages(_VLMTool):
         return out
 
 
+class VLMRewritePrompt(_VLMTool):
+    """ImageRepainter's prompt step (``iter.py``): the filled template rewritten into ``n`` prompts, text only."""
+
+    name = "rewrite_prompt"
+    Input = RewritePromptIn
+    Output = RewritePromptOut
+
+    def run(self, batch: list[RewritePromptIn], ctx=NO_CONTEXT) -> list[RewritePromptOut]:
+        out = []
+        for i, b in enumerate(batch):
+            text = REWRITE.format(n=b.n, template=b.description.template_prompt())
+            ans = self.vlm.ask(KIND_REWRITE, text, [], seed=b.seed, recorder=ctx.recorder(i),
+                               model=rewrite_model(self.vlm.limits, b.n))
+            out.append(RewritePromptOut(prompts=[" ".join(p.split()) for p in ans.model_dump()["prompts"]]))
+        return out
+
+
 class VLMCritique(_VLMTool):
     name = "critique"
     Input = CritiqueIn
@@ -464,4 +499,4 @@ def vlm_tools(config, client=None) -> list[Tool]:
                        max_objects=config.max_objects, max_edits=config.max_edits)
     vlm = VLM(client or build_vlm_client(config), repairs=config.repairs, max_tokens=config.max_tokens,
               temperature=config.temperature, limits=limits)
-    return [VLMDescribeImage(vlm), VLMCompareImages(vlm), VLMCritique(vlm)]
+    return [VLMDescribeImage(vlm), VLMCompareImages(vlm), VLMRewritePrompt(vlm), VLMCritique(vlm)]

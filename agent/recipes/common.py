@@ -31,12 +31,13 @@ def slug(name: str, taken: set[str], *, limit: int = 40, default: str = "object"
     return out
 
 
-def scene_node(node: NodeMaker, bp: Blueprint, *, steps: int, guidance: float) -> ToolNode:
-    """LLM Blueprint's global pass: every object's box and phrase in one layout-to-image call, id ``scene``."""
+def scene_node(node: NodeMaker, bp: Blueprint, *, steps: int, guidance: float, prompt: str | None = None) -> ToolNode:
+    """LLM Blueprint's global pass: every object's box and phrase in one layout-to-image call, id ``scene``.
+    ``prompt``: the scene prompt when a recipe has its own (ImageRepainter's rewrites), else the blueprint's."""
     return node(
         "scene",
         "layout_to_image",
-        prompt=bp.global_prompt(),
+        prompt=prompt or bp.global_prompt(),
         background=bp.background,
         style=bp.style,
         negative_prompt=bp.negative_prompt,

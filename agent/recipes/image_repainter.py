@@ -1,20 +1,29 @@
 """ImageRepainter (Meng et al., AAAI 2025): regenerate a reference image through a description, with revisions.
 
     round 0   describe   load_image(reference) → describe_image: summary, style, lighting, palette, composition,
-                         objects (attributes, boxes), relations → a Blueprint (:func:`description_to_blueprint`)
-    round r   one graph: load_image → ``variants`` copies of the LLM Blueprint graph (ids ``v<i>.…``; each copy
-              gets its own noise because node seeds derive from node ids) → image_similarity of each with the
-              reference (CLIP-I + DINOv2, weighted) → select_best → compare_images(reference, best,
-              description): revisions + the revised description, which becomes round r+1's blueprint
-    stop      when a round's best similarity reaches ``threshold``, when the VLM proposes no revision, or after
-              ``rounds`` rounds; the result is the best image of *all* rounds, not the last round's.
+                         objects (attributes, boxes), relations → rewrite_prompt(description, n=variants): the
+                         filled template (``ImageDescription.template_prompt``) rewritten into ``variants``
+                         different prompts, each carrying summary, objects and relations
+    round r   one graph: load_image → ``variants`` copies of the LLM Blueprint graph of the description's
+              blueprint (:func:`description_to_blueprint`: boxes, object phrases, style, background), copy ``i``
+              with rewritten prompt ``i`` as its scene prompt (ids ``v<i>.…``; each copy also gets its own noise
+              because node seeds derive from node ids) → image_similarity of each with the reference (CLIP-I +
+              DINOv2, weighted) → select_best → compare_images(reference, best, description): revisions + the
+              revised description → rewrite_prompt(revised description): round r+1's prompts
+    stop      when a round's best similarity reaches ``threshold`` ("threshold"), when the VLM proposes no
+              revision ("no revisions"), when its revisions leave the description as it was ("no effective
+              revision": the next round would be the same graph, all cache hits), or after ``rounds`` rounds
+              ("budget"); the result is the best image of *all* rounds, not the last round's.
 
 Why the round loop lives here and not in a LoopNode: a LoopNode repeats a fixed template of tool calls, but
 here each round's *graph* is compiled from the revised blueprint (the number of objects, their boxes and the
 repaint loops change), so every round is compiled and run as its own graph. All rounds run under one run
 record: ``rounds/r<k>.graph.json``, ``rounds/r<k>.blueprint.json``, the executor events of every round in
 ``events.jsonl``, the VLM exchanges in ``llm.jsonl``, and ``repaint_trace.json`` with the score trace.
-Quirks of the paper's code not copied: the best of all rounds is returned (not the last round's), and no revision
+The paper's code sends the template to an LLM once ("a well-structured Stable Diffusion prompt") and then asks
+it for 3 synonymous variants; here one ``rewrite_prompt`` exchange (``vlm.rewrite`` in ``llm.jsonl``, text only,
+on the profile's VLM) asks for the ``variants`` prompts at once. Without a VLM the preview stand-in reorders the
+description's clauses (it says so in ``tools/preview_vlm.py``). Quirks of the paper's code not copied: the best of all rounds is returned (not the last round's), and no revision
 is computed after the last round (it would never be rendered).
 """
 
@@ -40,8 +49,9 @@ def _clean(text: str, limit: int) -> str:
 
 
 def description_to_blueprint(desc: ImageDescription, *, width: int = 512, height: int = 512, seed: int = 0) -> Blueprint:
-    """ImageRepainter's prompt template, as a blueprint: style/palette/composition → style and background,
-    objects with their attributes → described boxes, summary + relations → the prompt."""
+    """The description as a blueprint: style + lighting → style, composition + palette → background, objects with
+    their attributes → described boxes, the filled template (summary, relations included) → the prompt. The
+    round's scene prompts are the rewrites of the description (``rewrite_prompt``), not ``bp.prompt``."""
     objects = []
     for o in desc.objects[:24]:
         name = _clean(o.name, 64)
@@ -53,7 +63,7 @@ def description_to_blueprint(desc: ImageDescription, *, width: int = 512, height
         objects.append({"name": name, "description": _clean(text, 400), "box": o.box})
     style = ", ".join(p for p in (_clean(desc.style, 60), _clean(desc.lighting, 50) and f"{_clean(desc.lighting, 50)} lighting") if p)
     background = "; ".join(p for p in (_clean(desc.composition, 200), _clean(desc.palette, 150) and f"palette {_clean(desc.palette, 150)}") if p)
-    prompt = ". ".join(p for p in (_clean(desc.summary, 2000), *(_clean(r, 200) for r in desc.relations)) if p)
+    prompt = _clean(desc.template_prompt(), 8000)
     return parse_blueprint({
         "prompt": prompt, "canvas": {"width": width, "height": height}, "style": style[:120],
         "background": background[:400], "objects": objects, "seed": seed,
@@ -85,22 +95,25 @@ def _ref_node(registry, path: str, sha: str, width: int, height: int) -> ToolNod
     return _node(registry, "reference", "load_image", path=path, sha256=sha, width=width, height=height)
 
 
-def describe_graph(registry, path: str, sha: str, *, width: int, height: int, seed: int) -> Graph:
+def describe_graph(registry, path: str, sha: str, *, width: int, height: int, seed: int, variants: int) -> Graph:
     nodes = [_ref_node(registry, path, sha, width, height),
-             _node(registry, "describe", "describe_image", image={"ref": "reference.image"})]
+             _node(registry, "describe", "describe_image", image={"ref": "reference.image"}),
+             _node(registry, "rewrite", "rewrite_prompt", description={"ref": "describe.description"}, n=variants)]
     return Graph(recipe=RECIPE, seed=seed, nodes=nodes, output="describe.description")
 
 
 def round_graph(
-    bp: Blueprint, desc: ImageDescription, registry, path: str, sha: str, *, variants: int, seed: int,
+    bp: Blueprint, desc: ImageDescription, registry, path: str, sha: str, *, prompts: list[str], seed: int,
     steps: int, guidance: float, refine_threshold: float, refine_iters: int, clip_weight: float, compare: bool,
 ) -> Graph:  # fmt: skip
+    """One round: a variant per rewritten prompt (its scene prompt), scored, the best compared and re-described."""
     w, h = bp.canvas.width, bp.canvas.height
     nodes: list = [_ref_node(registry, path, sha, w, h)]
     images, scores = [], []
-    base = compile_llm_blueprint(bp, registry, seed=seed, steps=steps, guidance=guidance,
-                                 threshold=refine_threshold, max_iters=refine_iters)
-    for i in range(variants):
+    variants = len(prompts)
+    for i, prompt in enumerate(prompts):
+        base = compile_llm_blueprint(bp, registry, seed=seed, steps=steps, guidance=guidance,
+                                     threshold=refine_threshold, max_iters=refine_iters, scene_prompt=prompt)
         sub, out = prefix_graph(base, f"v{i}.")
         nodes += sub
         nodes.append(_node(registry, f"sim.v{i}", "image_similarity", reference={"ref": "reference.image"},
@@ -111,6 +124,8 @@ def round_graph(
     if compare:
         nodes.append(_node(registry, "compare", "compare_images", reference={"ref": "reference.image"},
                            candidate={"ref": "best.image"}, description=desc.model_dump(mode="json")))
+        nodes.append(_node(registry, "rewrite", "rewrite_prompt", description={"ref": "compare.description"},
+                           n=variants))
     return Graph(recipe=RECIPE, seed=seed, nodes=nodes, output="best.image")
 
 
@@ -166,15 +181,26 @@ def repaint(
             totals["seconds"] += result.seconds
             if not result.ok:
                 node, message = next(iter(result.failed.items()), ("?", "did not finish"))
-                trace["stopped"] = "failed"
-                trace["error"] = f"{name}: node '{node}' failed: {message}"
-                record.write_json("repaint_trace.json", trace)
-                record.set_status("failed", error=trace["error"])
-                raise RepaintError(f"repaint {name}: node '{node}' failed: {message} (run {record.id})")
+                fail(f"{name}: node '{node}' failed: {message}")
             return result
 
-        res = execute(describe_graph(engine.registry, str(path), sha, width=p.width, height=p.height, seed=seed), "r0")
+        def fail(error: str):
+            trace.update(stopped="failed", error=error)
+            record.write_json("repaint_trace.json", trace)
+            record.set_status("failed", error=error)
+            raise RepaintError(f"repaint {error} (run {record.id})")
+
+        def take_prompts(out: dict, name: str) -> list[str]:
+            """The rewrite's prompts, bounded; fewer than asked fails the round, never padded."""
+            got = [_clean(p, 1000) for p in out["prompts"]][:variants]
+            if len(got) != variants or not all(got):
+                fail(f"{name}: node 'rewrite' returned {len(got)} usable prompts for {variants} variants")
+            return got
+
+        res = execute(describe_graph(engine.registry, str(path), sha, width=p.width, height=p.height, seed=seed,
+                                     variants=variants), "r0")
         desc = ImageDescription.model_validate(res.outputs["describe"]["description"])
+        prompts = take_prompts(res.outputs["rewrite"], "r0")
         record.write_json("rounds/r0.description.json", desc.model_dump(mode="json"))
         best: dict | None = None
         stopped = "budget"
@@ -182,7 +208,7 @@ def repaint(
             bp = description_to_blueprint(desc, width=p.width, height=p.height, seed=seed)
             record.write_text(f"rounds/r{r}.blueprint.json", bp.to_json())
             last = r == rounds
-            graph = round_graph(bp, desc, engine.registry, str(path), sha, variants=variants, seed=seed, steps=p.steps,
+            graph = round_graph(bp, desc, engine.registry, str(path), sha, prompts=prompts, seed=seed, steps=p.steps,
                                 guidance=p.guidance, refine_threshold=p.refine_threshold, refine_iters=p.refine_iters,
                                 clip_weight=clip_weight, compare=not last)  # fmt: skip
             res = execute(graph, f"r{r}")
@@ -191,15 +217,18 @@ def repaint(
             entry = {
                 "round": r, "scores": [s["score"] for s in sims], "clip": [s["clip"] for s in sims],
                 "dino": [s["dino"] for s in sims], "best_index": sel["index"], "best_score": sel["score"],
-                "best_image": sel["image"]["$artifact"], "prompt": bp.prompt, "objects": len(bp.objects),
+                "best_image": sel["image"]["$artifact"], "prompts": prompts, "objects": len(bp.objects),
             }  # fmt: skip
             if best is None or sel["score"] > best["score"]:
                 best = {"round": r, "score": sel["score"], "image": sel["image"]["$artifact"]}
             entry["kept"] = best["round"] == r
+            unchanged = False
             if "compare" in res.outputs:
                 cmp = res.outputs["compare"]
                 entry["revisions"] = cmp["revisions"]
-                desc = ImageDescription.model_validate(cmp["description"])
+                revised = ImageDescription.model_validate(cmp["description"])
+                unchanged = revised == desc
+                desc, prompts = revised, take_prompts(res.outputs["rewrite"], f"r{r}")
                 record.write_json(f"rounds/r{r}.description.json", desc.model_dump(mode="json"))
             trace["rounds"].append(entry)
             if best["score"] >= threshold:
@@ -207,6 +236,9 @@ def repaint(
                 break
             if not last and not entry.get("revisions"):
                 stopped = "no revisions"
+                break
+            if not last and unchanged:  # the next round would be this round's graph again
+                stopped = "no effective revision"
                 break
         assert best is not None
         trace.update(stopped=stopped, best_round=best["round"], best_score=best["score"], best_image=best["image"],

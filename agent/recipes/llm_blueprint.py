@@ -42,6 +42,7 @@ def compile_llm_blueprint(
     text_regions: list[dict] | None = None,
     text_threshold: float = 0.9,
     text_iters: int = 2,
+    scene_prompt: str | None = None,
 ) -> Graph:
     """Compile a blueprint into the LLM Blueprint graph. Same blueprint and options → same graph JSON.
 
@@ -49,6 +50,7 @@ def compile_llm_blueprint(
     region, ``agent/recipes/scene_text.py``) when the registry has its tools; otherwise plain ``render_text``.
     Objects needing a reference get RealRAG's ``retrieve.<obj>`` node, feeding the repaint loop, whenever the
     registry has ``retrieve_reference`` (a reference library is configured; ``agent/recipes/realrag.py``).
+    ``scene_prompt`` replaces the global pass's prompt (ImageRepainter's rewritten prompts); boxes are unchanged.
     """
     from agent.recipes.realrag import reference_node, reference_queries
 
@@ -57,7 +59,7 @@ def compile_llm_blueprint(
     node = node_maker(registry)
 
     w, h = bp.canvas.width, bp.canvas.height
-    nodes: list = [scene_node(node, bp, steps=steps, guidance=guidance)]
+    nodes: list = [scene_node(node, bp, steps=steps, guidance=guidance, prompt=scene_prompt)]
     # the paper refines in descending box area; composite in the same order so nearer, smaller boxes win
     ordered = sorted(bp.objects, key=lambda o: -((o.box[2] - o.box[0]) * (o.box[3] - o.box[1])))
     taken: set[str] = set()
