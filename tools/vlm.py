@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from planners.llm_client import (
     Completion,
+    JSONRequest,
     LLMError,
     LLMRequestError,
     LLMServerError,
@@ -273,8 +274,6 @@ class VLM:
 
     def _wire(self, schema, seed, kind: str) -> dict | None:
         """The constraint and sampling parameters as the transport sends them (see ``planners.llm_client``)."""
-        from planners.llm_client import JSONRequest
-
         wire = getattr(self.client, "wire", None)
         req = JSONRequest([], schema, 1, self.temperature, self.max_tokens, seed, kind.replace(".", "_"))
         return wire(req) if wire else None
