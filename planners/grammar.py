@@ -484,7 +484,9 @@ def _phrases() -> dict[tuple[str, ...], tuple[str, str, bool]]:
                    ("wielding", "hold"), ("grasping", "hold"), ("with", "with"), ("has", "with"), ("have", "with"),
                    ("having", "with"), ("featuring", "with"), ("filled with", "with"), ("topped with", "with"),
                    ("covered with", "with"), ("covered in", "with"), ("decorated with", "with"),
-                   ("full of", "with"), ("loaded with", "with")):
+                   ("full of", "with"), ("loaded with", "with"), ("play with", "hold"), ("plays with", "hold"),
+                   ("playing with", "hold"), ("selling", "sell"), ("sells", "sell"), ("sold", "sell"),
+                   ("vending", "sell")):
         add(p, "acc", val)
     for p, val in (("from left to right", "x"), ("left to right", "x"), ("from top to bottom", "y"),
                    ("top to bottom", "y"), ("side by side", "row"), ("in a row", "row"), ("in a line", "row"),
@@ -499,7 +501,7 @@ _MAX_PHRASE = max(len(k) for k in PHRASES)
 ATTACHING = frozenset({"on", "inside", "under", "center_of"})
 _BE = lx._words("is are was were looks look appears appear seems seem")
 _PRONOUNS = lx._words("it them him her this that these those")
-_VERBS = {"wear": "wearing", "hold": "holding"}  # how an attachment reads in its owner's description
+_VERBS = {"wear": "wearing", "hold": "holding", "sell": "selling"}  # how an attachment reads in its owner's description
 _SINGULAR_DETS = frozenset({"a", "an", "one", "another", "this", "each", "every"})
 _ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "sixth": 5, "last": -1}
 
@@ -1164,7 +1166,12 @@ class _Reader:
             m.role = "drop"
         elif kind in ("backdrop", "time", "setting"):
             m.role = "background"
-        elif m.owner is not None and (m.head.lower() in lx.FEATURES or m.acc == "with" and m.head.lower() in lx.PARTS):
+        elif m.owner is not None and m.acc == "sell" and lx.singular(m.owner.head.lower()) in lx.ANIMATE:
+            m.acc, m.role = "hold", "object"  # "a vendor selling balloons": the balloons are in his hands
+        elif m.owner is not None and (m.head.lower() in lx.FEATURES or m.acc == "sell"
+                                      or m.acc == "with" and m.head.lower() in lx.PARTS):
+            # "a cat with long hair", "a cabin with a stone chimney": described, not drawn apart;
+            # "a food cart selling hot dogs": what a stall or shop sells is what it is, not things beside it
             m.role = "feature"  # "a cat with long hair", "a cabin with a stone chimney": described, not drawn apart
         elif kind == "site":
             # "in a forest", "on the left side of the road": the setting; "in front of the shop": a thing

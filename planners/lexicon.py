@@ -223,7 +223,8 @@ ANIMATE = _words(
     princess astronaut robot pirate cowboy ninja samurai superhero dancer musician player skateboarder surfer
     cyclist rider runner traveler traveller tourist customer waiter waitress worker artist painter mother father
     grandmother grandfather old-man fisherman dog cat horse cow sheep pig goat chicken duck bird fox wolf bear lion
-    tiger elephant giraffe zebra monkey rabbit deer mouse owl penguin dragon unicorn dinosaur"""
+    tiger elephant giraffe zebra monkey rabbit deer mouse owl penguin dragon unicorn dinosaur vendor seller merchant
+    shopkeeper baker florist butcher cashier barista clerk salesman saleswoman peddler hawker"""
 )
 
 # Rough drawn size (fraction of the canvas side) by what a thing is; unknown nouns get the default.

@@ -238,3 +238,31 @@ def test_opposite_regions_read_along_their_axis(prompt, a, b, rel):
     bp = plan(prompt)
     box_a, box_b = (next(o.box for o in bp.objects if o.name == n) for n in (a, b))
     assert relative_position(box_a, box_b) == {rel}
+
+
+@pytest.mark.parametrize("prompt, shop, goods", [
+    ("A food cart selling hot dogs sits on the sidewalk.", "food cart", "hot dog"),
+    ("A small kiosk that sells newspapers stands in the square.", "kiosk", "newspaper"),
+])
+def test_what_a_stall_sells_is_its_description_not_more_things(prompt, shop, goods):
+    bp = plan(prompt)
+    assert [o.name for o in bp.objects] == [shop]
+    assert goods in bp.objects[0].description
+
+
+def test_a_person_selling_things_holds_them():
+    bp = plan("A vendor selling balloons stands in a park.")
+    vendor = next(o for o in bp.objects if o.name == "vendor")
+    balloons = [o for o in bp.objects if o.name.startswith("balloon")]
+    assert balloons and len(bp.objects) == len(balloons) + 1
+    assert all(vendor.box[0] <= centre(b)[0] <= vendor.box[2] for b in balloons)
+
+
+def test_players_are_placed_by_the_relation_not_their_toy():
+    bp = plan("Two children play with a red frisbee to the left of the blanket. A dog runs to the right of them.")
+    blanket = next(o for o in bp.objects if o.name == "blanket")
+    children = [o for o in bp.objects if o.name.startswith("child")]
+    dog = next(o for o in bp.objects if o.name == "dog")
+    assert len(children) == 2
+    assert all(centre(c)[0] < centre(blanket)[0] for c in children)
+    assert all(centre(dog)[0] > centre(c)[0] for c in children)
