@@ -2,7 +2,7 @@
 
     python bench/planner_scaling.py [--sizes 8000,32000,128000] [--repeats 3]
 
-Times ``planners.grammar.read`` (no cap) on a repeated multi-sentence prompt of each size, best of
+Times ``planners.reader.read`` (no cap) on a repeated multi-sentence prompt of each size, best of
 ``--repeats``, and prints seconds, microseconds per character and the growth ratio to the previous size (4x the
 characters should take about 4x the time; issue 11 measured 32 KB at 3 s and 1 MB at over 90 s before the fix).
 Then times ``RuleBasedPlanner.plan`` on 32 KB and 1 MB prompts, which read only the first 8,000 characters.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from planners import grammar
+from planners import reader
 from planners.rule_based import RuleBasedPlanner
 
 SENTENCE = "A red apple on a wooden table next to a blue mug. The mug is to the left of a lamp. It shines. "
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'chars':>9} {'read s':>8} {'us/char':>8} {'growth':>7}")
     for size in (int(s) for s in args.sizes.split(",")):
         prompt = (SENTENCE * (size // len(SENTENCE) + 1))[:size]
-        t = best(lambda: grammar.read(prompt), args.repeats)
+        t = best(lambda: reader.read(prompt), args.repeats)
         growth = f"{t / prev:.1f}x" if prev else "-"
         print(f"{size:>9} {t:>8.3f} {1e6 * t / size:>8.2f} {growth:>7}")
         prev = t

@@ -1,4 +1,4 @@
-"""Boxes for a read :class:`~planners.grammar.Scene`: a small constraint solver over box centres.
+"""Boxes for a read :class:`~planners.reader.Scene`: a small constraint solver over box centres.
 
 Every drawn instance is a node with a size (from what it is and its size words) and a centre. Relations become
 *orders* on one axis ("A left of B": B.x - A.x >= gap) that are projected exactly, *pulls* toward a point that are
@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from planners import lexicon as lx
-from planners.grammar import Relation, Scene, Target
+from planners.reader import Relation, Scene, Target
 
 MARGIN = 0.01
 MIN_SIDE = 0.03  # comfortably above the Blueprint's 0.02, which rounding could otherwise undercut

@@ -1,6 +1,6 @@
 """Closed word lists and morphology for the rule-based planner.
 
-There is no tagger here: the grammar finds noun phrases by their determiners and by the words that end them, and
+There is no tagger here: the reader (planners/reader/) finds noun phrases by their determiners and by the words that end them, and
 these lists say which words are what (a colour, a verb, a place, a thing usually seen in the sky). Lists are kept
 as whitespace-separated strings so that adding a word is a one-word edit.
 """
@@ -554,3 +554,21 @@ def known_compound(words: list[str]) -> str:
         if tail in COMPOUNDS:
             return tail
     return ""
+
+
+def is_adjective(low: str) -> bool:
+    if low in COLOURS or low in SIZES or low in MATERIALS or low in ADJECTIVES or low in INTENSIFIERS:
+        return True
+    head, _, tail = low.rpartition("-")
+    # "mint-green", "rose-tinted", "front-loading", "child-like": a hyphenated word ending like an adjective
+    return bool(head) and (tail in COLOURS or tail in ADJECTIVES or tail.endswith(_ADJECTIVE_ENDINGS))
+
+
+_ADJECTIVE_ENDINGS = ("ed", "ing", "ish", "like", "less", "ful", "proof", "free", "sized", "shaped", "colored",
+                      "coloured", "toned")
+
+
+def article(word: str) -> str:
+    low = word.lower()
+    vowel = low[:1] in "aeiou" and not low.startswith(("uni", "use", "eu", "one", "uk"))
+    return "an" if vowel or low.startswith(("hour", "honest", "heir")) else "a"

@@ -2,7 +2,7 @@
 
 It is the embedded default, so it must always answer: any non-empty prompt (any language, any length, any
 punctuation) gives a Blueprint that passes both the pydantic limits and ``semantic_errors``. The work is split by
-what it needs to know: :mod:`planners.grammar` reads the prompt into a scene (things, counts, words, relations,
+what it needs to know: :mod:`planners.reader` reads the prompt into a scene (things, counts, words, relations,
 texts, style, setting, exclusions), :mod:`planners.layout` turns the scene into boxes, and this module caps the
 scene to the Blueprint's limits, names and describes each instance and assembles the result.
 
@@ -21,10 +21,11 @@ from __future__ import annotations
 import re
 
 from agent.blueprint import MAX_OBJECTS, MAX_REFERENCES, MAX_TEXTS, Blueprint, Canvas, Reference, SceneObject, SceneText
-from planners import grammar
+from planners import lexicon as lx
+from planners import reader
 from planners.base import PlanningError
-from planners.grammar import Group, Relation, Scene, Target, Text
 from planners.layout import layout
+from planners.reader import Group, Relation, Scene, Target, Text
 
 VERSION = "1"
 MAX_PROMPT = 8000
@@ -51,7 +52,7 @@ class RuleBasedPlanner:
         if len(prompt) > MAX_PROMPT:
             notices.append(f"the prompt has {len(prompt)} characters; only the first {MAX_PROMPT} were read")
         read_text = prompt[:MAX_PROMPT]  # the cap applies before parsing: reading time stays bounded
-        scene = _capped(grammar.read(read_text), notices)
+        scene = _capped(reader.read(read_text), notices)
         placed = layout(scene, canvas.width, canvas.height)
         names = _names(scene.groups)
 
@@ -74,7 +75,7 @@ class RuleBasedPlanner:
         return Blueprint(
             prompt=prompt[:MAX_PROMPT], canvas=canvas, seed=seed,
             style=_join(scene.style, 120),
-            background=_join(scene.background, 400) or ("" if objects else _clip(grammar.clean(read_text), 400)),
+            background=_join(scene.background, 400) or ("" if objects else _clip(reader.clean(read_text), 400)),
             negative_prompt=_join(scene.negatives, 400),
             objects=objects, texts=texts, references=references,
         ), notices
@@ -103,7 +104,7 @@ def expected_counts(prompt: str) -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     guessed: set[str] = set()
-    for g in _capped(grammar.read(prompt[:MAX_PROMPT])).groups:
+    for g in _capped(reader.read(prompt[:MAX_PROMPT])).groups:
         if g.stated:
             counts[g.name] = counts.get(g.name, 0) + g.count
         else:
@@ -116,7 +117,7 @@ def named_objects(prompt: str) -> list[str]:
     apples" → three "apple"): a lower bound for another planner's blueprint. A guessed count ("apples") counts
     once, so the bound never asks for more than the prompt says."""
     names: list[str] = []
-    for g in _capped(grammar.read(prompt[:MAX_PROMPT])).groups:
+    for g in _capped(reader.read(prompt[:MAX_PROMPT])).groups:
         names += [g.name] * (g.count if g.stated else 1)
     return names
 
@@ -208,7 +209,7 @@ def _describe(g: Group, instance: int) -> str:
     """'a red apple', 'a golden retriever wearing a red bandana', 'a wooden sign reading "OPEN"'."""
     words = [w for w in g.instance_words.get(instance, []) if w.lower() not in {x.lower() for x in g.words}]
     phrase = " ".join(words + g.words).replace(" ,", ",")
-    art = grammar.article(phrase) if g.article == "a" else g.article
+    art = lx.article(phrase) if g.article == "a" else g.article
     parts = [" ".join(p for p in (art, phrase) if p)]
     by_verb: dict[str, list[str]] = {}
     for extra in g.extras:

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from agent.blueprint import MAX_OBJECTS, Blueprint, _base_name, semantic_errors
-from planners import grammar
+from planners import reader
+from planners.reader.items import _tokens
+from planners.reader.linking import _Reader
 from planners.rule_based import MAX_PROMPT, RuleBasedPlanner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +106,7 @@ def test_prose_is_not_scene_text(prompt):
 
 
 def test_scare_quotes_keep_their_word_and_names_their_neighbours():
-    assert "cozy" in " ".join(grammar.read('a room that feels "cozy"').background + ["cozy"])
+    assert "cozy" in " ".join(reader.read('a room that feels "cozy"').background + ["cozy"])
     bp = plan('a dog we call "Biscuit" on a mat')
     assert names(bp) == ["dog", "mat"]
     assert plan('a sign that says "OPEN"').texts[0].content == "OPEN"  # real text still is text
@@ -203,12 +205,12 @@ def test_a_prompt_it_cannot_read_is_a_notice(prompt):
 def test_reading_is_linear_in_the_number_of_mentions():
     """Counted work, not time: relations are deduplicated through a set and references through an index, so the
     reader keeps no list that it scans once per mention (the cause of the quadratic reading found in issue 11)."""
-    reader = grammar._Reader(grammar.Scene(), False)
-    for sentence in grammar._tokens("A red apple on a table next to a mug. The mug is left of a lamp. " * 400):
-        reader.sentence(sentence)
-    assert len(reader.mentioned) <= 2
-    assert all(len(v) <= 1200 for v in reader.by_key.values())
-    assert len(reader.relation_keys) == len(reader.scene.relations)
+    r = _Reader(reader.Scene(), False)
+    for sentence in _tokens("A red apple on a table next to a mug. The mug is left of a lamp. " * 400):
+        r.sentence(sentence)
+    assert len(r.mentioned) <= 2
+    assert all(len(v) <= 1200 for v in r.by_key.values())
+    assert len(r.relation_keys) == len(r.scene.relations)
 
 
 @pytest.mark.parametrize(
