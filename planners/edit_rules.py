@@ -18,10 +18,9 @@ lists the choices. Anything it cannot read is an :class:`agent.edits.EditError` 
 
 from __future__ import annotations
 
-import math
 import re
 
-from agent.blueprint import MAX_PAIR_OVERLAP, Blueprint, iou
+from agent.blueprint import Blueprint
 from agent.edits import (
     AddObject,
     AddText,
@@ -42,7 +41,8 @@ from agent.edits import (
     SetText,
     apply_edits,
 )
-from planners.lexicon import COLOURS, NUMBERS, aspect_of, singular, size_of
+from planners.lexicon import COLOURS, NUMBERS, singular
+from planners.placement import overlap, place, place_sized
 
 EXAMPLES = (
     "'make the cat bigger', 'move the lamp to the left', 'the sign should say CLOSED', "
@@ -356,7 +356,7 @@ def _text(text: str, low: str, state: SceneState) -> list | None:
             names = _match_objects(carrier, bp, quiet=True)
             if names:
                 box = next(o.box for o in bp.objects if o.name == names[0])
-                best = max(bp.texts, key=lambda t: _overlap(t.box, box))
+                best = max(bp.texts, key=lambda t: overlap(t.box, box))
                 old = best.content
         return [SetText(old=old, content=content)]
     box = [0.25, 0.04, 0.75, 0.16]
@@ -367,12 +367,6 @@ def _text(text: str, low: str, state: SceneState) -> list | None:
             mx, my = (ob[2] - ob[0]) * 0.1, (ob[3] - ob[1]) * 0.2
             box = [ob[0] + mx, ob[1] + my, ob[2] - mx, ob[3] - my]
     return [AddText(content=content, box=box)]
-
-
-def _overlap(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return ix * iy
 
 
 # --- seed, look, style, background ------------------------------------------------------------------------------
@@ -513,93 +507,10 @@ def _add(text: str, low: str, state: SceneState) -> list | None:
         while name in taken:
             name, n = f"{head} {n}", n + 1
         taken.add(name)
-        box = _place(head, rel, ref_box, boxes, k)
+        box = place(head, rel, ref_box, boxes, k)
         boxes.append(box)
         ops.append(AddObject(name=name, description=description, box=box))
     return ops
-
-
-def _size(noun: str, ref_box: list[float] | None) -> tuple[float, float]:
-    side = size_of(noun)
-    aspect = aspect_of(noun)
-    w, h = side * math.sqrt(aspect), side / math.sqrt(aspect)
-    if ref_box is not None:  # keep it in proportion to what it stands next to
-        rh = ref_box[3] - ref_box[1]
-        if h > 1.3 * rh and rh > 0.1:
-            w, h = w * 1.3 * rh / h, 1.3 * rh
-    return min(w, 0.6), min(h, 0.6)
-
-
-def _place(noun: str, rel: str | None, ref: list[float] | None, boxes: list[list[float]], k: int) -> list[float]:
-    w, h = _size(noun, ref)
-    if ref is None:
-        return _free_spot(w, h, boxes)
-    rx0, ry0, rx1, ry1 = ref
-    rw, rh = rx1 - rx0, ry1 - ry0
-    cx = (rx0 + rx1) / 2
-    gap = 0.02 + k * (w + 0.02)
-    if rel in ("left of", "to the left of"):
-        cand = [[rx0 - gap - w, ry1 - h, rx0 - gap, ry1]]
-    elif rel in ("right of", "to the right of"):
-        cand = [[rx1 + gap, ry1 - h, rx1 + gap + w, ry1]]
-    elif rel in ("on", "on top of"):
-        cand = [[cx - w / 2 + k * w, ry0 + 0.1 * rh - h, cx + w / 2 + k * w, ry0 + 0.1 * rh]]
-    elif rel in ("above", "over"):
-        cand = [[cx - w / 2 + k * w, ry0 - 0.02 - h, cx + w / 2 + k * w, ry0 - 0.02]]
-    elif rel in ("under", "underneath", "beneath", "below"):
-        w, h = min(w, 0.8 * rw), min(h, 0.6 * rh) if rel != "below" else h
-        top = ry1 - h if rel != "below" else ry1 + 0.02
-        cand = [[cx - w / 2 + k * w, top, cx + w / 2 + k * w, top + h]]
-    elif rel == "in front of":
-        cand = [[cx - w / 2 + k * w, ry1 - 0.6 * h, cx + w / 2 + k * w, ry1 + 0.4 * h]]
-    elif rel == "behind":
-        w, h = 0.85 * w, 0.85 * h
-        cand = [[cx - w / 2 + k * w, ry0 - 0.3 * h, cx + w / 2 + k * w, ry0 + 0.7 * h]]
-    else:  # next to, beside, near, by: the side with more room, standing on the same ground line
-        cand = []
-        for room, side in ((1 - rx1 - gap, "right"), (rx0 - gap, "left")):
-            f = min(1.0, room / w) if room >= 0.6 * w else 1.0  # shrink a little to fit beside it
-            bw, bh = w * f, h * f
-            box = (
-                [rx1 + gap, ry1 - bh, rx1 + gap + bw, ry1]
-                if side == "right"
-                else [rx0 - gap - bw, ry1 - bh, rx0 - gap, ry1]
-            )
-            cand.append(_clamp(box))
-        cand.sort(key=lambda b: sum(_overlap(b, o) for o in boxes))
-    for box in cand:
-        if box[0] >= -0.01 and box[2] <= 1.01 and box[1] >= -0.01 and box[3] <= 1.01:
-            return _avoid(_clamp(box), boxes)
-    return _avoid(_clamp(cand[0]), boxes)
-
-
-def _clamp(box: list[float]) -> list[float]:
-    w, h = min(1.0, box[2] - box[0]), min(1.0, box[3] - box[1])
-    x0 = min(max(0.0, box[0]), 1 - w)
-    y0 = min(max(0.0, box[1]), 1 - h)
-    return [round(x0, 4), round(y0, 4), round(x0 + w, 4), round(y0 + h, 4)]
-
-
-def _avoid(box: list[float], boxes: list[list[float]]) -> list[float]:
-    """Nudge sideways until the box no longer sits (almost) exactly on another one."""
-    w = box[2] - box[0]
-    for step in (0, 1, -1, 2, -2, 3, -3):
-        cand = _clamp([box[0] + step * 0.6 * w, box[1], box[2] + step * 0.6 * w, box[3]])
-        if all(iou(cand, b) <= MAX_PAIR_OVERLAP * 0.8 for b in boxes):
-            return cand
-    return box
-
-
-def _free_spot(w: float, h: float, boxes: list[list[float]]) -> list[float]:
-    """The grid position (lower half preferred) that overlaps existing boxes least."""
-    best, best_cost = None, None
-    for gy in (0.9, 0.75, 0.6, 0.4):
-        for gx in (0.2, 0.8, 0.5, 0.35, 0.65):
-            box = _clamp([gx - w / 2, gy - h, gx + w / 2, gy])
-            cost = sum(_overlap(box, b) for b in boxes) + 0.001 * abs(gy - 0.85)
-            if best_cost is None or cost < best_cost - 1e-9:
-                best, best_cost = box, cost
-    return best
 
 
 def _remove(text: str, low: str, state: SceneState) -> list | None:
@@ -658,7 +569,7 @@ def _move(text: str, low: str, state: SceneState) -> list | None:
         for k, name in enumerate(names):
             box = next(o.box for o in bp.objects if o.name == name)
             w, h = box[2] - box[0], box[3] - box[1]
-            placed = _place_sized(w, h, m.group("rel"), ref_box, others, k)
+            placed = place_sized(w, h, m.group("rel"), ref_box, others, k)
             others.append(placed)
             ops.append(SetBox(name=name, box=placed))
         return ops
@@ -694,33 +605,6 @@ def _move(text: str, low: str, state: SceneState) -> list | None:
             step = 1.0  # "to the top": as far as it goes (clamped)
         ops.append(MoveObject(name=name, dx=round(sx * step, 4), dy=round(sy * step, 4)))
     return ops
-
-
-def _place_sized(w: float, h: float, rel: str, ref: list[float], boxes: list[list[float]], k: int) -> list[float]:
-    rx0, ry0, rx1, ry1 = ref
-    cx = (rx0 + rx1) / 2
-    gap = 0.02 + k * (w + 0.02)
-    if rel in ("left of", "to the left of"):
-        box = [rx0 - gap - w, ry1 - h, rx0 - gap, ry1]
-    elif rel in ("right of", "to the right of"):
-        box = [rx1 + gap, ry1 - h, rx1 + gap + w, ry1]
-    elif rel in ("on", "on top of"):
-        box = [cx - w / 2, ry0 + 0.1 * (ry1 - ry0) - h, cx + w / 2, ry0 + 0.1 * (ry1 - ry0)]
-    elif rel in ("above", "over"):
-        box = [cx - w / 2, ry0 - 0.02 - h, cx + w / 2, ry0 - 0.02]
-    elif rel in ("under", "underneath", "beneath"):
-        box = [cx - w / 2, ry1 - h, cx + w / 2, ry1]
-    elif rel == "below":
-        box = [cx - w / 2, ry1 + 0.02, cx + w / 2, ry1 + 0.02 + h]
-    elif rel == "in front of":
-        box = [cx - w / 2, ry1 - 0.6 * h, cx + w / 2, ry1 + 0.4 * h]
-    elif rel == "behind":
-        box = [cx - w / 2, ry0 - 0.3 * h, cx + w / 2, ry0 + 0.7 * h]
-    else:
-        right = [rx1 + gap, ry1 - h, rx1 + gap + w, ry1]
-        left = [rx0 - gap - w, ry1 - h, rx0 - gap, ry1]
-        box = right if (1 - rx1 >= rx0 and right[2] <= 1.0) or left[0] < 0 else left
-    return _avoid(_clamp(box), boxes)
 
 
 def _resize(text: str, low: str, state: SceneState) -> list | None:

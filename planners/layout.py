@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from agent.blueprint import iou
 from planners import lexicon as lx
 from planners.reader import Relation, Scene, Target
 
@@ -559,7 +560,7 @@ def _separate(boxes: dict[tuple[int, int], list[float]]) -> None:
         for i, ka in enumerate(keys):
             for kb in keys[i + 1:]:
                 a, b = boxes[ka], boxes[kb]
-                if _iou(a, b) <= MAX_IOU:
+                if iou(a, b) <= MAX_IOU:
                     continue
                 small = ka if (a[2] - a[0]) * (a[3] - a[1]) <= (b[2] - b[0]) * (b[3] - b[1]) else kb
                 x0, y0, x1, y1 = boxes[small]
@@ -569,14 +570,6 @@ def _separate(boxes: dict[tuple[int, int], list[float]]) -> None:
                 changed = True
         if not changed:
             return
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
