@@ -12,7 +12,8 @@ Rows (each median of ``--repeats`` after one warm-up):
   pipelines (no graph, no executor, no cache) — the baseline an engine-overhead bench compares a run against.
 
 ``--real-size`` builds real-architecture-size models from configs with random weights (nothing to download:
-images are noise; timings are what matter), following shared/notes/gpu.md. The tiny default loads through
+images are noise; timings are what matter): the shapes, dtypes and step counts of the real profile, so a GPU
+run measures what a user's run would cost. The tiny default loads through
 ``from_pretrained`` like a real profile.
 """
 

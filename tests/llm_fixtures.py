@@ -4,7 +4,8 @@
 and English lines), gives it a ChatML-like chat template, and saves a 2-layer random ``LlamaForCausalLM`` with
 ``head_dim=32`` (vLLM's CPU attention rejects head sizes below 32: the server gets healthy, then dies on the first
 request) and a 4096-token context (the planner's system prompt with its in-context examples is ~1.5k tokens).
-The recipe follows ``shared/notes/vllm-cpu.md`` A.1.
+vLLM's CPU build needs a model it can serve from a local folder with no Hub access: a config, safetensors
+weights, a ``tokenizer.json`` and a chat template, with sizes its CPU kernels accept (the head size above).
 
 ``VLLMServer`` starts ``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1 with the flags the notes
 recommend (``--enforce-eager``, server-side ``disable_any_whitespace`` with the xgrammar backend), waits for

@@ -4,7 +4,7 @@
 ``clip``, ``ip_adapter``) that the real loaders read with ``from_pretrained``, exactly as they would read a hub
 snapshot. ``write_tiny_profile(dir)`` writes a ``[profiles.tiny]`` TOML pointing at them.
 
-Recipes follow ``shared/notes/tiny-models.md`` §1–5: a byte-level CLIP tokenizer built in code, diffusers'
+The recipes: a byte-level CLIP tokenizer built in code, diffusers'
 fast-test UNet/VAE configs (2 blocks → VAE scale factor 2, so the tiny UNet's ``sample_size=32`` latents mean a
 64×64 image), a gated UNet for GLIGEN, a 9-channel UNet for inpainting, an IP-Adapter in the h94 key layout
 built against the inpainting UNet, and a tiny ``CLIPModel`` + ``CLIPProcessor`` with 32 px crops.
