@@ -86,7 +86,7 @@ def role_status(profile: Profile) -> list[RoleStatus]:
 
 # what fills a recipe role when a diffusers profile names no model for it (tools/diffusion.py, tools/preview.py)
 STAND_INS = {
-    "layout_to_image": "the global pass uses text_to_image: the boxes do not steer it",
+    "layout_to_image": "no layout model: the boxes steer text_to_image by regional prompting (MultiDiffusion), not GLIGEN",
     "inpaint": "box repaints use the preview storyboard tool, not a diffusion model",
     "clip": "region checks use the preview colour statistics, not CLIP",
     "ip_adapter": "reference images (RealRAG) are not given to the box repaint",

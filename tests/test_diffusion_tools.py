@@ -96,16 +96,49 @@ def test_profile_and_factory(profile, tools):
 
 
 def test_factory_leaves_out_missing_roles_and_falls_back_for_layout(profile, manager, scene):
-    from tools.diffusion import LayoutToImageViaText, diffusers_tools
+    from tools.diffusion import RegionalLayoutToImage, diffusers_tools
 
     p = profile.model_copy(update={"models": {"text_to_image": profile.models["text_to_image"]}})
     tools = {t.name: t for t in diffusers_tools(p, manager)}
     assert sorted(tools) == ["image_to_image", "layout_to_image", "text_to_image"]
     layout = tools["layout_to_image"]
-    assert isinstance(layout, LayoutToImageViaText) and layout.version != "diffusers-gligen-1"
+    assert isinstance(layout, RegionalLayoutToImage) and layout.version != "diffusers-gligen-1"
     out = layout.run([LayoutToImageIn(prompt="a cat", objects=[{"name": "cat", "phrase": "a cat", "box": [0, 0, 1, 1]}],
                                       width=S, height=S, steps=STEPS)])
     assert out[0].image.size == (S, S)
+
+
+def _regional(tools, manager, profile, objects, steps=STEPS, seeds=(7,)):
+    from tools.diffusion import RegionalLayoutToImage
+
+    tool = RegionalLayoutToImage(manager, profile.models["text_to_image"])
+    return tool.run([LayoutToImageIn(prompt="a house", objects=objects, width=S, height=S, steps=steps, seed=s)
+                     for s in seeds])
+
+
+def test_regional_prompting_without_boxes_is_the_text_to_image_pipeline(tools, manager, profile, scene):
+    """The loop is the pipeline's own: with no boxes the same seed gives the text-to-image pipeline's pixels."""
+    alone = _regional(tools, manager, profile, [])[0].image
+    assert _maxdiff(alone, scene) <= 1
+
+
+def test_regional_prompting_steers_inside_the_box(tools, manager, profile):
+    """One step, so the UNet's receptive field has not spread the fused prediction yet: the box's phrase changes the
+    pixels inside the box far more than outside it."""
+    box = [0.0, 0.0, 0.5, 1.0]
+    plain = _regional(tools, manager, profile, [], steps=1)[0].image
+    steered = _regional(tools, manager, profile, [{"name": "cat", "phrase": "a red cat", "box": box}], steps=1)[0].image
+    d = np.abs(_arr(plain) - _arr(steered)).mean(axis=2)
+    inside, outside = d[:, : S // 2 - 8].mean(), d[:, S // 2 + 8 :].mean()
+    assert inside > 0 and inside > 3 * outside, (inside, outside)
+
+
+def test_regional_prompting_batched_equals_alone(tools, manager, profile):
+    objs = [{"name": "cat", "phrase": "a cat", "box": [0.1, 0.2, 0.5, 0.9]}]
+    both = _regional(tools, manager, profile, objs, seeds=(3, 4))
+    alone = _regional(tools, manager, profile, objs, seeds=(4,))
+    assert _maxdiff(both[1].image, alone[0].image) <= 1
+    assert _maxdiff(both[0].image, both[1].image) > 10
 
 
 # --- text_to_image -----------------------------------------------------------------------------------------
@@ -270,10 +303,10 @@ def test_region_check_score_is_clamped_cosine(tools, scene):
 
 # --- the model manager -------------------------------------------------------------------------------------
 def test_manager_loads_once_and_tools_share(profile, tools, manager):
-    from tools.diffusion import LayoutToImageViaText, TextToImage
+    from tools.diffusion import RegionalLayoutToImage, TextToImage
 
     t2i = tools["text_to_image"]
-    other = LayoutToImageViaText(manager, profile.models["text_to_image"])
+    other = RegionalLayoutToImage(manager, profile.models["text_to_image"])
     assert other.pipeline() is t2i.pipeline() is TextToImage(manager, profile.models["text_to_image"]).pipeline()
     key = manager.key("text_to_image", profile.models["text_to_image"])
     assert manager.loads.count(key) == 1

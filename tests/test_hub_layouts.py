@@ -14,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -212,6 +213,26 @@ def test_sdxl_tools_run_text_to_image_img2img_inpaint_with_a_reference(hub):
     (with_ref,) = repaint.run([RegionalRepaintIn(image=base.image, box=box, prompt="a dog", steps=2, seed=3, reference=ref)])
     assert plain.image.crop((0, 0, 64, 8)).tobytes() == base.image.crop((0, 0, 64, 8)).tobytes()  # outside the box
     assert plain.image.tobytes() != with_ref.image.tobytes()  # the reference reached the UNet through the adapter
+
+
+def test_sdxl_boxes_steer_the_global_pass_by_regional_prompting(hub):
+    """SDXL has no layout model: the boxes go through regional prompting on the base model (tools/regional.py);
+    with no boxes it is the SDXL pipeline's own output, with a box the pixels change."""
+    from tools.diffusion import RegionalLayoutToImage, diffusers_tools
+    from tools.models import ModelManager
+    from tools.roles import LayoutToImageIn, TextToImageIn
+
+    tools = {t.name: t for t in diffusers_tools(get_profile("sdxl-cpu", hub), ModelManager("cpu", "float32", 4.0))}
+    layout = tools["layout_to_image"]
+    assert isinstance(layout, RegionalLayoutToImage)
+    (base,) = tools["text_to_image"].run([TextToImageIn(prompt="a red cat", width=64, height=64, steps=2, seed=1)])
+    args = {"prompt": "a red cat", "width": 64, "height": 64, "steps": 2, "seed": 1}
+    (plain,) = layout.run([LayoutToImageIn(**args)])
+    box = {"name": "dog", "phrase": "a blue dog", "box": [0.0, 0.0, 0.5, 1.0]}
+    (steered,) = layout.run([LayoutToImageIn(**args, objects=[box])])
+    a, b, c = (np.asarray(x.image).astype(int) for x in (base, plain, steered))
+    assert np.abs(a - b).max() <= 1
+    assert np.abs(b - c).max() > 0
 
 
 # --- the commands ------------------------------------------------------------------------------------------------------

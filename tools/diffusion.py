@@ -20,8 +20,8 @@ Per-tool choices, written down:
   steps, but at least one: below 4 steps the pipeline would ground none) and the same numbers as the pipeline
   (tested against it); phrases longer than 77 tokens are truncated (the pipeline would fail). At most 30 objects (GLIGEN's limit; the rest
   are dropped, largest boxes kept). The scene prompt is ``prompt``, plus ``background`` and ``style`` when the
-  prompt does not already contain them. Without a layout model, ``LayoutToImageViaText`` renders the same
-  prompt with the text-to-image model (boxes ignored) and says so in its version.
+  prompt does not already contain them. Without a layout model (SDXL has no GLIGEN), ``RegionalLayoutToImage``
+  steers the text-to-image model with the boxes by regional prompting (MultiDiffusion; ``tools/regional.py``).
 - ``regional_repaint``: ``AutoPipelineForInpainting``, rectangular mask from the box (white = repaint). The mask
   is padded by 20 px (at 512 px; scaled with the image) when the box covers < 10 % of the image, as the LLM
   Blueprint code does, to give the model context; the result is then **composited so only pixels inside the
@@ -273,11 +273,11 @@ def scene_prompt(inp: LayoutToImageIn) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def _layout(inp: LayoutToImageIn) -> tuple[list[str], list[list[float]]]:
+def _layout(inp: LayoutToImageIn, most: int = GLIGEN_MAX_OBJECTS) -> tuple[list[str], list[list[float]]]:
     objs = list(inp.objects)
-    if len(objs) > GLIGEN_MAX_OBJECTS:  # keep the largest boxes
+    if len(objs) > most:  # keep the largest boxes
         area = lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1])  # noqa: E731
-        objs = sorted(objs, key=area, reverse=True)[:GLIGEN_MAX_OBJECTS]
+        objs = sorted(objs, key=area, reverse=True)[:most]
     return [o.phrase or o.name for o in objs], [list(o.box) for o in objs]
 
 
@@ -387,29 +387,40 @@ class LayoutToImage(_DiffusersTool):
         return [ImageOut(image=im) for im in _rgb(images)]
 
 
-class LayoutToImageViaText(TextToImage):
-    """layout_to_image without a layout model: the scene prompt through text-to-image; boxes are not used."""
+class RegionalLayoutToImage(_DiffusersTool):
+    """layout_to_image without a layout model (SDXL; any profile that names none): the text-to-image model's own
+    weights, steered by the boxes through regional prompting (``tools/regional.py``)."""
 
     name = "layout_to_image"
-    version = "diffusers-sd-layout-fallback-1"
+    version = "diffusers-regional-1"
     Input = LayoutToImageIn
     Output = ImageOut
     kind = "text_to_image"
     role = "text_to_image"
 
+    def batch_key(self, inp) -> Hashable:
+        return tuple(hashable(field(self, inp, k)) for k in ("width", "height", "steps", "guidance"))
+
+    def pipeline(self):
+        return self._get(self.kind, self._fused(_load_text2img(self.manager)))
+
     def run(self, batch: list[LayoutToImageIn], ctx=NO_CONTEXT) -> list[ImageOut]:
+        from tools.regional import MAX_REGIONS, regional_batch
+
         first = batch[0]
-        out = _call_pipe(
-            self.pipeline(), ctx, self.name,
-            prompt=[scene_prompt(b) for b in batch],
-            negative_prompt=[b.negative_prompt for b in batch],
+        images = regional_batch(
+            self.pipeline(),
+            [scene_prompt(b) for b in batch],
+            [b.negative_prompt for b in batch],
+            [_layout(b, MAX_REGIONS) for b in batch],
             width=first.width,
             height=first.height,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance,
-            generator=generators([b.seed for b in batch]),
+            steps=first.steps,
+            guidance=first.guidance,
+            seeds=[b.seed for b in batch],
+            ctx=ctx,
         )
-        return [ImageOut(image=im) for im in _rgb(out.images)]
+        return [ImageOut(image=im) for im in _rgb(images)]
 
 
 # --- regional_repaint -----------------------------------------------------------------------------------------
@@ -550,7 +561,7 @@ def diffusers_tools(profile, manager: ModelManager | None = None) -> list[Tool]:
     if "layout_to_image" in models:
         tools.append(LayoutToImage(mgr, models["layout_to_image"], **kw))
     elif "text_to_image" in models:
-        tools.append(LayoutToImageViaText(mgr, models["text_to_image"], **kw))
+        tools.append(RegionalLayoutToImage(mgr, models["text_to_image"], **kw))
     if "inpaint" in models:
         tools.append(RegionalRepaint(mgr, models["inpaint"], ip_adapter=models.get("ip_adapter"), **kw))
     if "clip" in models:
