@@ -92,6 +92,8 @@ def connect_index(path: Path) -> sqlite3.Connection:
             raise disk_error(path, err) from None
     except sqlite3.DatabaseError as err:
         raise disk_error(path, err) from None
+    except UnicodeDecodeError as err:  # a damaged header can make SQLite hand back bytes that are not text
+        raise StoreError(f"{path} is damaged ({err.reason}); `scenewright doctor --repair` rebuilds it") from None
     for mode in ("ro", "ro&immutable=1"):  # a WAL database without write access to its folder needs immutable
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, timeout=30, isolation_level=None)

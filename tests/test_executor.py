@@ -7,7 +7,7 @@ import pytest
 from agent.executor import Executor
 from agent.graph import Graph, GraphError, derive_seed, validate_graph
 from agent.store import Store
-from fake_tools import AddTool, FailTool, MeanRedTool, NoopTool, PaintTool
+from tests.fake_tools import AddTool, FailTool, MeanRedTool, NoopTool, PaintTool
 from tools.base import NO_CONTEXT, Registry, TransientError
 
 
