@@ -74,7 +74,7 @@ def test_images_become_content_addressed_artifacts(store, registry):
 
 def test_seeds_derive_from_run_seed_and_node_id():
     assert derive_seed(1, "a") == derive_seed(1, "a")
-    assert derive_seed(1, "a") != derive_seed(2, "a") != derive_seed(1, "b")
+    assert len({derive_seed(1, "a"), derive_seed(2, "a"), derive_seed(1, "b")}) == 3  # pairwise distinct
 
 
 def test_loop_stops_at_threshold_and_keeps_best(store, registry):
