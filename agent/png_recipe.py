@@ -15,10 +15,13 @@ are spliced into the stored PNG's bytes, so the image data is byte for byte the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import zlib
 from pathlib import Path
+
+from agent.store import disk_error
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHUNK = "scenewright"
@@ -65,8 +68,13 @@ def write_png(source: str | Path, dest: str | Path, recipe: dict) -> None:
             first = False
         pos = end
     tmp = Path(dest).with_name(f".{Path(dest).name}.recipe.tmp")
-    tmp.write_bytes(b"".join(out))
-    tmp.replace(dest)
+    try:
+        tmp.write_bytes(b"".join(out))
+        tmp.replace(dest)
+    except OSError as err:  # a full or read-only disk: the store's one line, not a traceback
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise disk_error(Path(dest), err) from None
 
 
 def _itxt(keyword: str, text: str, compress: bool = False) -> bytes:

@@ -47,6 +47,7 @@ from agent.run import Run, RunCancelled
 from agent.blueprint import Blueprint, BlueprintError
 from agent.edits import EditError, EditPlan, SceneState, apply_edits, parse_edit_plan
 from agent.graph import Graph, LoopNode, ToolNode
+from agent.db import SchemaTooNew, migrate_index
 from agent.store import RunRecord, StoreError, _sqlite_errors, connect_index
 from planners.base import PlanningError
 
@@ -57,16 +58,6 @@ ADJUST_STRENGTH = 0.6
 STATEFUL = ("done", "failed")  # turns whose state the next turn builds on ("rejected" ones have none)
 PENDING = ("queued", "planning", "running")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY, created TEXT, updated TEXT, title TEXT, profile TEXT,
-    parent_session TEXT, parent_turn INTEGER);
-CREATE TABLE IF NOT EXISTS session_turns (
-    session_id TEXT NOT NULL, idx INTEGER NOT NULL, created TEXT, updated TEXT, kind TEXT, message TEXT,
-    status TEXT, error TEXT, prev INTEGER, state TEXT, scene TEXT, ops TEXT, changes TEXT, run_id TEXT,
-    reran TEXT, cached TEXT, result TEXT, seed INTEGER,
-    PRIMARY KEY (session_id, idx));
-"""
 
 
 def _now() -> str:
@@ -178,12 +169,11 @@ class SessionDB:
         self.path = home / "index.sqlite"
         self._local = threading.local()
         self.empty = False  # a read-only home that never held a session: nothing to list, nothing to open
-        try:
-            with _sqlite_errors(self.path):
-                self.conn().executescript(_SCHEMA)
-        except StoreError as err:
-            if "read-only" not in str(err):
-                raise
+        with _sqlite_errors(self.path):
+            try:
+                migrate_index(self.conn(), self.path)  # a read-only home is left as it is (agent/db.py)
+            except SchemaTooNew as err:
+                raise StoreError(str(err)) from None
             self.empty = not self.conn().execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
             ).fetchone()

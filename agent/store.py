@@ -37,6 +37,8 @@ from typing import Any
 
 from PIL import Image as PILImage
 
+from agent.db import STORE_V1, SchemaTooNew, migrate_index
+
 
 def default_home() -> Path:
     return Path(os.environ.get("SCENEWRIGHT_HOME", "scenewright-runs")).resolve()
@@ -90,6 +92,8 @@ def connect_index(path: Path) -> sqlite3.Connection:
             raise disk_error(path, err) from None
     except sqlite3.DatabaseError as err:
         raise disk_error(path, err) from None
+    except UnicodeDecodeError as err:  # a damaged header can make SQLite hand back bytes that are not text
+        raise StoreError(f"{path} is damaged ({err.reason}); `scenewright doctor --repair` rebuilds it") from None
     for mode in ("ro", "ro&immutable=1"):  # a WAL database without write access to its folder needs immutable
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, timeout=30, isolation_level=None)
@@ -152,7 +156,10 @@ class Store:
         self._local = threading.local()
         self._verified: dict[str, tuple[int, int, int]] = {}  # digest -> (inode, size, mtime_ns) checked this process
         with self._guard():
-            self._db().conn.executescript(SCHEMA)
+            try:
+                migrate_index(self._db().conn, self.index_path)
+            except SchemaTooNew as err:
+                raise StoreError(str(err)) from None
 
     def _db(self) -> "_Tx":
         db = getattr(self._local, "db", None)
@@ -298,12 +305,7 @@ class Store:
             return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, tool TEXT, outputs TEXT, created TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, created TEXT, status TEXT, profile TEXT, prompt TEXT,
-    image TEXT, nodes INTEGER, cached INTEGER, seconds REAL);
-"""
+SCHEMA = STORE_V1  # the store's own tables (doctor rebuilds them); the file's migrations are in agent/db.py
 
 
 class _sqlite_errors:

@@ -1,9 +1,6 @@
-"""Shared test setup. The tests folder is on sys.path so tests can import the small fake tools."""
+"""Shared test setup. tests/ is a package: helpers are imported as ``from tests.tiny_models import ...``."""
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 # --- LLM planner fixtures (tests/llm_fixtures.py): a tiny random Llama and a real vLLM server --------------------
@@ -14,7 +11,7 @@ import pytest
 
 def _require_vllm() -> None:
     """Skip when vLLM is not installed, unless SCENEWRIGHT_REQUIRE_VLLM=1 (CI), where that is a failure."""
-    from llm_fixtures import vllm_importable
+    from tests.llm_fixtures import vllm_importable
 
     if not vllm_importable():
         if os.environ.get("SCENEWRIGHT_REQUIRE_VLLM") == "1":
@@ -25,7 +22,7 @@ def _require_vllm() -> None:
 @pytest.fixture(scope="session")
 def tiny_llm_dir():
     """The tiny Llama + tokenizer folder, built once into tests/.cache (gitignored)."""
-    from llm_fixtures import build_tiny_llama
+    from tests.llm_fixtures import build_tiny_llama
 
     return build_tiny_llama(Path(__file__).parent / ".cache" / "tiny-llama-v1")
 
@@ -34,7 +31,7 @@ def tiny_llm_dir():
 def vllm_server(tiny_llm_dir, tmp_path_factory):
     """A real vLLM OpenAI-compatible server on a free 127.0.0.1 port for the whole session (~35-60 s to start)."""
     _require_vllm()
-    from llm_fixtures import VLLMServer
+    from tests.llm_fixtures import VLLMServer
 
     server = VLLMServer(tiny_llm_dir, tmp_path_factory.mktemp("vllm-server"))
     server.start()
@@ -42,3 +39,36 @@ def vllm_server(tiny_llm_dir, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+# --- markers (registered in pyproject.toml): `make test-fast` deselects slow, vllm, browser and ocr ---------------
+# Set here from what a test uses, so a new test is marked by the fixture it asks for, not by remembering to.
+_SLOW_MODULES = {  # build and load tiny random models through from_pretrained (seconds to a minute each)
+    "test_artaug", "test_diffusion_tools", "test_eval", "test_hub_layouts", "test_llm_edit", "test_llm_planner",
+    "test_realrag", "test_repainter", "test_replay", "test_scene_text", "test_tiny_profile_cli", "test_vlm",
+    "test_doctor",  # real read-only and full-disk mounts, each a handful of CLI subprocesses
+}
+_BROWSER_MODULES = {"test_web", "test_docs_offline"}
+
+
+def _source(item) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(item.function)
+    except (AttributeError, OSError, TypeError):
+        return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        src = _source(item)
+        if "vllm_server" in item.fixturenames or "_require_vllm(" in src or "vllm" in item.name:
+            item.add_marker(pytest.mark.vllm)
+        if module in _BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+        if "require_ocr(" in src or "ocr" in item.name:
+            item.add_marker(pytest.mark.ocr)
+        if module in _SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -126,7 +126,7 @@ def _save_module(module, folder: Path, fmt: str) -> None:
 
 
 def _pipeline(kind: str):
-    import tiny_models as tm
+    import tests.tiny_models as tm
 
     if kind in ("sd15", "gligen", "inpaint"):
         return tm.build_pipeline({"sd15": "text_to_image", "gligen": "layout_to_image", "inpaint": "inpaint"}[kind])
@@ -174,7 +174,7 @@ def _write_pipeline(tmp: Path, kind: str, layout: dict) -> None:
 
 
 def _write_clip(tmp: Path, layout: dict) -> None:
-    import tiny_models as tm
+    import tests.tiny_models as tm
 
     model, proc = tm.build_clip()
     proc.save_pretrained(tmp)
@@ -200,7 +200,7 @@ def _write_owl(tmp: Path, layout: dict) -> None:
     import torch
     from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
 
-    import tiny_models as tm
+    import tests.tiny_models as tm
 
     tok = tm.build_clip_tokenizer()
     torch.manual_seed(0)
@@ -221,7 +221,7 @@ def _write_ip_adapter(tmp: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    import tiny_models as tm
+    import tests.tiny_models as tm
 
     for sub, pipe_kind, name in (("models", "inpaint", "ip-adapter_sd15"), ("sdxl_models", "sdxl", "ip-adapter_sdxl")):
         root = tmp / "_build" / sub

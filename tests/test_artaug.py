@@ -90,7 +90,7 @@ def test_run_blueprint_with_critique_and_graph_file_refused(cli, tmp_path):
 
 
 def test_generate_critique_tiny_profile_then_distill_and_load_the_lora(cli, tmp_path):
-    from tiny_vlm import cached_tiny_critique_profile
+    from tests.tiny_vlm import cached_tiny_critique_profile
 
     profile = cached_tiny_critique_profile()
     r = cli("generate", "a red cat on a blue car", "--profile", "tiny", "--config", profile, "--critique",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from agent.api import Engine, UserError
 from agent.batch import load_items, run_batch
 from agent.cli import app
-from chat_fixtures import write_scene
+from tests.chat_fixtures import write_scene
 
 HAS_RULE_PLANNER = importlib.util.find_spec("planners.rule_based") is not None
 

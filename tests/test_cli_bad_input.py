@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
-from chat_fixtures import SCENE
+from tests.chat_fixtures import SCENE
 
 ROOT = Path(__file__).resolve().parents[1]
 

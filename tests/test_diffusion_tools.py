@@ -25,7 +25,7 @@ pytest.importorskip("transformers")
 np = pytest.importorskip("numpy")
 
 from agent.profiles import get_profile  # noqa: E402
-from tiny_models import TINY_SIZE, write_tiny_profile  # noqa: E402
+from tests.tiny_models import TINY_SIZE, write_tiny_profile  # noqa: E402
 from tools.model_utils import box_pixels  # noqa: E402
 from tools.models import ModelManager, ModelNotFound, model_identity, shared_manager  # noqa: E402
 from tools.roles import (  # noqa: E402

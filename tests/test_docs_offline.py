@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_web import HAVE_BROWSER, page, server  # noqa: F401  (fixtures)
+from tests.test_web import HAVE_BROWSER, page, server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.skipif(not HAVE_BROWSER, reason="headless Chromium or Playwright is missing")
 

@@ -14,7 +14,7 @@ from agent.cli import app
 from agent.eval import Evaluation, Seen, build_scorers, relative_position, score_case
 from agent.eval_report import table
 from agent.eval_suites import Case, lmd_suite, load_suite, write_jsonl
-from tiny_models import build_tiny_owl
+from tests.tiny_models import build_tiny_owl
 from tools.detector import Found
 
 DATA = Path(__file__).parent / "data"

@@ -7,7 +7,7 @@ import pytest
 from agent.executor import Executor
 from agent.graph import Graph, GraphError, derive_seed, validate_graph
 from agent.store import Store
-from fake_tools import AddTool, FailTool, MeanRedTool, NoopTool, PaintTool
+from tests.fake_tools import AddTool, FailTool, MeanRedTool, NoopTool, PaintTool
 from tools.base import NO_CONTEXT, Registry, TransientError
 
 
@@ -74,7 +74,7 @@ def test_images_become_content_addressed_artifacts(store, registry):
 
 def test_seeds_derive_from_run_seed_and_node_id():
     assert derive_seed(1, "a") == derive_seed(1, "a")
-    assert derive_seed(1, "a") != derive_seed(2, "a") != derive_seed(1, "b")
+    assert len({derive_seed(1, "a"), derive_seed(2, "a"), derive_seed(1, "b")}) == 3  # pairwise distinct
 
 
 def test_loop_stops_at_threshold_and_keeps_best(store, registry):

@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-import hub_fixtures  # noqa: E402
+from tests import hub_fixtures  # noqa: E402
 from agent.cli import app  # noqa: E402
 from agent.profiles import get_profile  # noqa: E402
 from tools.weights import ModelSpec, parse_spec, plan_files, resolve  # noqa: E402

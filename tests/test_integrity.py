@@ -13,8 +13,8 @@ from agent.executor import Executor
 from agent.graph import Graph
 from agent.sessions import Sessions
 from agent.store import ArtifactError, Store, image_digest
-from chat_fixtures import scene_blueprint
-from fake_tools import MeanRedTool, PaintTool
+from tests.chat_fixtures import scene_blueprint
+from tests.fake_tools import MeanRedTool, PaintTool
 from tools.base import Registry
 
 

@@ -9,7 +9,7 @@ import re
 
 import jsonschema
 import pytest
-from chat_fixtures import scene_blueprint
+from tests.chat_fixtures import scene_blueprint
 
 import agent.api
 from agent.api import Engine, UserError
@@ -237,7 +237,7 @@ def test_session_turn_uses_the_llm_edit(llm_sessions):
 
 # --- the mechanism against a real vLLM server (tiny random model) ----------------------------------------------
 def test_server_edit_is_schema_valid_or_fails_cleanly(vllm_server):
-    from llm_fixtures import tiny_limits
+    from tests.llm_fixtures import tiny_limits
 
     rec = Recorder()
     planner = LLMPlanner(

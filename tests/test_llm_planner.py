@@ -450,7 +450,7 @@ def test_request_body_uses_response_format_not_guided_json():
 
 # --- a real vLLM server ------------------------------------------------------------------------------------------
 def tiny_limits() -> SchemaLimits:
-    from llm_fixtures import tiny_limits as limits
+    from tests.llm_fixtures import tiny_limits as limits
 
     return limits()
 
@@ -547,7 +547,7 @@ def test_server_truncation_is_repaired_or_fails_cleanly(vllm_server):
 
 
 def test_dead_server_fails_fast_with_a_clear_message():
-    from llm_fixtures import free_port
+    from tests.llm_fixtures import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     client = OpenAIServerClient(url, "tiny-llama")
@@ -573,7 +573,7 @@ def test_unknown_model_lists_served_models(vllm_server):
 
 
 def test_replay_against_a_dead_url_gives_the_same_blueprint(vllm_server):
-    from llm_fixtures import free_port
+    from tests.llm_fixtures import free_port
 
     rec = MemoryRecorder()
     live = LLMPlanner(OpenAIServerClient(vllm_server.url, vllm_server.model), recorder=rec, limits=tiny_limits(),
@@ -628,7 +628,7 @@ def test_vllm_local_batch_planning(tiny_llm_dir, tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
-    from llm_fixtures import RESULT_PREFIX
+    from tests.llm_fixtures import RESULT_PREFIX
 
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith(RESULT_PREFIX)), None)
     assert line, r.stdout[-3000:]

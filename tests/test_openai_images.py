@@ -21,7 +21,7 @@ from agent.api import Engine
 from agent.http_guard import GuardedH11Protocol
 from agent.png_recipe import read_recipe
 from agent.server import create_app
-from chat_fixtures import SCENE
+from tests.chat_fixtures import SCENE
 
 TOKEN = "t0ken-for-openai-tests-0123"
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.store import image_digest
-from chat_fixtures import SCENE
+from tests.chat_fixtures import SCENE
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red cube left of a blue sphere, a sign that says OPEN"

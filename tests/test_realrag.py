@@ -142,7 +142,7 @@ def test_cli_library_commands(tmp_path):
 
 
 def test_tiny_clip_embedder_and_ip_adapter_injection(tmp_path):
-    from tiny_models import write_tiny_profile
+    from tests.tiny_models import write_tiny_profile
 
     profile_file = write_tiny_profile(Path(__file__).parent / ".cache" / "tiny-models-scene-text")
     engine = Engine("tiny", config=profile_file, home=tmp_path)

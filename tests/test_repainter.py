@@ -98,7 +98,7 @@ def test_description_becomes_a_blueprint_and_variants_get_their_own_ids():
 
 
 def test_repaint_on_the_tiny_profile(cli, tmp_path):
-    from tiny_vlm import cached_tiny_critique_profile
+    from tests.tiny_vlm import cached_tiny_critique_profile
 
     profile = cached_tiny_critique_profile()
     ref = tmp_path / "ref.png"

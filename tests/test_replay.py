@@ -16,7 +16,7 @@ from agent.cli import app
 from agent.replay import Tolerances, psnr, replay, ssim, suite_add
 from agent.sessions import Sessions
 from agent.store import Store
-from chat_fixtures import scene_blueprint
+from tests.chat_fixtures import scene_blueprint
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_clip_similarity_where_available(tmp_path):
     from PIL import Image
 
     from agent.replay import clip_similarity
-    from tiny_models import build_clip
+    from tests.tiny_models import build_clip
 
     model, proc = build_clip()
     model.save_pretrained(tmp_path / "clip")

@@ -20,7 +20,7 @@ from agent.graph import Graph
 from agent.run import Run, RunCancelled
 from agent.scheduler import Scheduler
 from agent.store import Store, image_digest
-from fake_tools import AddTool, NoopTool
+from tests.fake_tools import AddTool, NoopTool
 from planners.llm_client import Completion
 from tools.base import Registry, Tool, ToolModel
 

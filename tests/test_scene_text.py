@@ -155,7 +155,7 @@ def test_preview_renders_quoted_phrase_and_ocr_reads_it_back(tmp_path):
 # --- tiny diffusers profile: the text pass is a real inpainting call -------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_profile_file():
-    from tiny_models import write_tiny_profile
+    from tests.tiny_models import write_tiny_profile
 
     return write_tiny_profile(Path(__file__).parent / ".cache" / "tiny-models-scene-text")
 

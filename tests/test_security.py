@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from agent.api import Engine, UserError
 from agent.http_guard import GuardedH11Protocol, host_allowed, is_loopback
 from agent.server import create_app, resolve_token
-from chat_fixtures import SCENE
+from tests.chat_fixtures import SCENE
 
 BASE = "http://127.0.0.1"
 TOKEN = "t0ken-for-tests-0123456789"

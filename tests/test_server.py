@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from agent.api import Engine, UserError
 from agent.server import create_app, resolve_token
 from agent.sessions import Sessions
-from chat_fixtures import SCENE, scene_blueprint
+from tests.chat_fixtures import SCENE, scene_blueprint
 
 BASE = "http://127.0.0.1"
 TOKEN = "t0ken-for-tests-0123456789"

@@ -20,7 +20,7 @@ from agent.edits import (
     parse_edit_plan,
 )
 from agent.sessions import Sessions
-from chat_fixtures import scene_blueprint, write_scene
+from tests.chat_fixtures import scene_blueprint, write_scene
 from planners.edit_rules import parse_message
 
 

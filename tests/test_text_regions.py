@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from test_llm_planner import MemoryRecorder
+from tests.test_llm_planner import MemoryRecorder
 
 from agent.blueprint import Blueprint
 from planners.llm_client import Completion, LLMUnreachableError, OpenAIServerClient

@@ -17,7 +17,7 @@ from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from agent.cli import app  # noqa: E402
-from tiny_models import TINY_SIZE, write_tiny_profile  # noqa: E402
+from tests.tiny_models import TINY_SIZE, write_tiny_profile  # noqa: E402
 
 PROMPT = 'Two red apples to the left of a blue vase on a table, a sign above that says "OPEN".'
 

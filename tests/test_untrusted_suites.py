@@ -20,7 +20,7 @@ from agent.cli import app
 from agent.graph import Graph
 from agent.replay import replay, suite_add
 from agent.store import Store, image_digest
-from chat_fixtures import scene_blueprint
+from tests.chat_fixtures import scene_blueprint
 
 
 @pytest.fixture

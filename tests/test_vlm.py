@@ -132,7 +132,7 @@ def test_server_transport_sends_images_and_a_json_schema():
 
 
 def test_tiny_transformers_vlm_answers_in_schema(tmp_path):
-    from tiny_vlm import cached_tiny_critique_profile
+    from tests.tiny_vlm import cached_tiny_critique_profile
 
     from tools.vlm import TransformersVLMClient
 

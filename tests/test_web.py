@@ -18,7 +18,7 @@ import pytest
 
 from agent.api import Engine
 from agent.server import create_app
-from chat_fixtures import SCENE
+from tests.chat_fixtures import SCENE
 
 CHROMIUM = os.environ.get("SCENEWRIGHT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 HAVE_BROWSER = os.path.exists(CHROMIUM) and importlib.util.find_spec("playwright") is not None

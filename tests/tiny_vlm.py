@@ -54,7 +54,7 @@ def _atomic_dir(final: Path, build) -> Path:
 
 
 def build_tiny_vlm(out: str | Path, llama_dir: str | Path | None = None) -> Path:
-    from llm_fixtures import build_tiny_llama
+    from tests.llm_fixtures import build_tiny_llama
 
     llama = Path(llama_dir) if llama_dir else build_tiny_llama(Path(__file__).parent / ".cache" / "tiny-llama-v1")
 
@@ -131,7 +131,7 @@ def build_tiny_aesthetic(out: str | Path, embed_dim: int = 16) -> Path:
 
 def write_tiny_critique_profile(root: str | Path, *, name: str = "tiny") -> Path:
     """``tests.tiny_models.write_tiny_profile`` + dino, aesthetic and a transformers VLM in ``root/profiles.toml``."""
-    from tiny_models import write_tiny_profile
+    from tests.tiny_models import write_tiny_profile
 
     root = Path(root).resolve()
     path = write_tiny_profile(root, name=name)
