@@ -99,6 +99,9 @@ SeedOpt = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Run seed; every 
 ProfileOpt = typer.Option("preview", "--profile", "-p", help="Profile name (see `scenewright profiles`).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="Extra profiles TOML file.")
+ExecutorOpt = typer.Option(None, "--executor", metavar="local|ray[=ADDRESS]",
+                           help="Where nodes run: this process, or Ray actor pools (ray=auto joins a cluster). "
+                                "Default: the profile's `executor`.")
 OutOpt = typer.Option(None, "--out", "-o", metavar="FILE.png|DIR/", help="Also save the image here: a .png file, or a folder (NEW/ is created) where it is named <run id>.png.")
 KeepGoingOpt = typer.Option(False, "--keep-going", help="Keep running independent branches after a node fails.")
 PLANNERS = ("rule", "vllm-server", "vllm-local", "transformers")
@@ -188,9 +191,9 @@ WindowOpt = typer.Option(5.0, "--batch-window-ms", min=0.0, max=1000.0,
 
 
 def make_engine(profile, config, keep_going, on_event, planner=None, url=None, llm=None, critique=None,
-                window_ms: float = 5.0) -> Engine:  # fmt: skip
+                window_ms: float = 5.0, executor: Optional[str] = None) -> Engine:  # fmt: skip
     return Engine(
-        profile, config=config, keep_going=keep_going, on_event=on_event, batch_window_ms=window_ms,
+        profile, config=config, keep_going=keep_going, on_event=on_event, batch_window_ms=window_ms, executor=executor,
         planner={"kind": planner, "url": url, "model": llm},
         **({"critique": True, "critique_options": critique} if critique is not None else {}),
     )
@@ -259,13 +262,13 @@ def generate(
     seed: int = SeedOpt, profile: str = ProfileOpt, out: Optional[str] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
     planner: Optional[str] = PlannerOpt, vllm_url: Optional[str] = UrlOpt, llm: Optional[str] = ModelOpt,
-    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
+    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt, executor: Optional[str] = ExecutorOpt,
 ):
     """Plan a prompt into a blueprint and paint it."""
     with user_errors(as_json), progress_events(not as_json) as on_event:
         target = out_target(out)
         engine = make_engine(profile, config, keep_going, on_event, planner, vllm_url, llm,
-                             {"rounds": critique_rounds} if critique else None)
+                             {"rounds": critique_rounds} if critique else None, executor=executor)
         outcome = engine.generate(prompt, seed=seed)
     report(outcome, as_json, target)
 
@@ -306,7 +309,7 @@ def run(
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Profile name (default: the PNG's, else preview)."),
     out: Optional[str] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
-    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
+    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt, executor: Optional[str] = ExecutorOpt,
 ):
     """Execute a saved blueprint or graph file, or reproduce a PNG from the recipe it carries."""
     with user_errors(as_json), progress_events(not as_json) as on_event:
@@ -316,7 +319,8 @@ def run(
             profile = png_profile(file) or "preview"
         if critique and not isinstance(plan_obj, Blueprint):
             raise UserError("--critique needs a blueprint file (a graph file is run as it is); use plan --json")
-        engine = make_engine(profile, config, keep_going, on_event, critique={"rounds": critique_rounds} if critique else None)
+        engine = make_engine(profile, config, keep_going, on_event, critique={"rounds": critique_rounds} if critique else None,
+                             executor=executor)
         if isinstance(plan_obj, Blueprint):
             outcome = engine.run_blueprint(plan_obj, seed=seed)
         else:
@@ -611,6 +615,7 @@ def serve(
     token: Optional[str] = typer.Option(None, "--token", help="Require this bearer token (default: $SCENEWRIGHT_TOKEN)."),
     max_body: int = typer.Option(1024 * 1024, "--max-body", min=1024, max=64 * 1024 * 1024, help="Request body limit, bytes."),
     profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, window_ms: float = WindowOpt,
+    executor: Optional[str] = ExecutorOpt,
 ):
     """Serve the HTTP API (OpenAPI at /docs) and the chat web page."""
     with user_errors():
@@ -620,7 +625,7 @@ def serve(
         from agent.server import create_app, resolve_token
 
         need = resolve_token(host, token)
-        engine = make_engine(profile, config, False, None, window_ms=window_ms)
+        engine = make_engine(profile, config, False, None, window_ms=window_ms, executor=executor)
         application = create_app(engine, token=need, max_body=max_body, port=port or None)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
@@ -635,14 +640,14 @@ def batch(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSONL (default: <FILE>.results.jsonl)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Seed for every item (prompts: 0)."),
     profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
-    window_ms: float = WindowOpt,
+    window_ms: float = WindowOpt, executor: Optional[str] = ExecutorOpt,
 ):
     """Run many prompts or plan files; one item's failure never stops the others. Exit 1 if any failed."""
     from agent.batch import load_items, run_batch
 
     with user_errors():
         items = load_items(file)
-        engine = make_engine(profile, config, False, None, window_ms=window_ms)
+        engine = make_engine(profile, config, False, None, window_ms=window_ms, executor=executor)
         target = out or file.with_name(file.name.rstrip("/") + ".results.jsonl")
         if target.is_dir():
             raise UserError(f"--out {target} is a folder; give the results file, e.g. {target / 'results.jsonl'}")
