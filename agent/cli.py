@@ -673,6 +673,41 @@ def batch(
     raise typer.Exit(summary.exit_code)
 
 
+cluster_app = typer.Typer(help="Where nodes run (the Ray backend's actor pools).", no_args_is_help=True,
+                          rich_markup_mode=None)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("status", epilog="Example: scenewright cluster status --executor ray=auto --json")
+def cluster_status_cmd(
+    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, executor: Optional[str] = ExecutorOpt,
+    as_json: bool = JsonOpt,
+):
+    """Actors per pool, the models each holds, calls in flight, queued nodes, the cluster's resources.
+    A fresh process sees its own engine: pools appear once a run has used them (serve's /api/health shows a
+    long-lived engine's)."""
+    with user_errors(as_json):
+        engine = make_engine(profile, config, False, None, executor=executor)
+        if engine.profile.executor == "ray":
+            engine.executor  # connects to the cluster (one line if it is not there)
+        status = engine.cluster_status()
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    print(f"executor: {status['executor']}" + (f"  address: {status.get('address')}  store: {status.get('store')}"
+                                               if status["executor"] == "ray" else ""))
+    if "cluster" in status:
+        print("cluster:  " + ", ".join(f"{k} {v:g}" for k, v in status["cluster"].items()))
+    table = Table("pool", "actor", "pid", "models held", "in flight", "calls")
+    for pool, actors in status.get("pools", {}).items():
+        for a in actors:
+            table.add_row(cell(pool), cell(a["actor"]), cell(a["pid"]), cell(", ".join(a["held"]) or "-"),
+                          cell(a["inflight"]), cell(a["calls"]))
+    if status.get("pools"):
+        Console().print(table)
+    print("queued:   " + (", ".join(f"{k} {v}" for k, v in status.get("queued", {}).items()) or "nothing"))
+
+
 @app.command(epilog="Example: scenewright replay RUN_ID   ·   scenewright replay tests/golden --junit replay.xml --html replay.html")
 def replay(
     target: str = typer.Argument(..., help="A run id, a run folder, or a suite folder (see `scenewright suite add`)."),

@@ -144,3 +144,18 @@ def test_bad_executor_is_one_clear_error(tiny):
     for bad in ("bogus", "ray=", "local=x"):
         with pytest.raises(UserError, match="use local, ray or ray=ADDRESS"):
             Engine(tiny, executor=bad)
+
+
+def test_health_endpoint_shows_the_ray_pools(on_ray):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from agent.server import create_app
+
+    with TestClient(create_app(on_ray), base_url="http://127.0.0.1:8765") as c:
+        body = c.get("/api/health").json()
+    cluster = body["cluster"]
+    assert cluster["executor"] == "ray" and cluster["queued"] == {}
+    gpu = cluster["pools"]["gpu"]
+    assert len(gpu) == 2 and all(a["inflight"] == 0 for a in gpu)
+    assert {"layout_to_image", "regional_repaint"} <= {t for a in gpu for t in a["held"]}
