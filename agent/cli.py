@@ -99,6 +99,9 @@ SeedOpt = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Run seed; every 
 ProfileOpt = typer.Option("preview", "--profile", "-p", help="Profile name (see `scenewright profiles`).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 ConfigOpt = typer.Option(None, "--config", help="Extra profiles TOML file.")
+ExecutorOpt = typer.Option(None, "--executor", metavar="local|ray[=ADDRESS]",
+                           help="Where nodes run: this process, or Ray actor pools (ray=auto joins a cluster). "
+                                "Default: the profile's `executor`.")
 OutOpt = typer.Option(None, "--out", "-o", metavar="FILE.png|DIR/", help="Also save the image here: a .png file, or a folder (NEW/ is created) where it is named <run id>.png.")
 KeepGoingOpt = typer.Option(False, "--keep-going", help="Keep running independent branches after a node fails.")
 PLANNERS = ("rule", "vllm-server", "vllm-local", "transformers")
@@ -188,9 +191,9 @@ WindowOpt = typer.Option(5.0, "--batch-window-ms", min=0.0, max=1000.0,
 
 
 def make_engine(profile, config, keep_going, on_event, planner=None, url=None, llm=None, critique=None,
-                window_ms: float = 5.0) -> Engine:  # fmt: skip
+                window_ms: float = 5.0, executor: Optional[str] = None) -> Engine:  # fmt: skip
     return Engine(
-        profile, config=config, keep_going=keep_going, on_event=on_event, batch_window_ms=window_ms,
+        profile, config=config, keep_going=keep_going, on_event=on_event, batch_window_ms=window_ms, executor=executor,
         planner={"kind": planner, "url": url, "model": llm},
         **({"critique": True, "critique_options": critique} if critique is not None else {}),
     )
@@ -259,13 +262,13 @@ def generate(
     seed: int = SeedOpt, profile: str = ProfileOpt, out: Optional[str] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
     planner: Optional[str] = PlannerOpt, vllm_url: Optional[str] = UrlOpt, llm: Optional[str] = ModelOpt,
-    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
+    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt, executor: Optional[str] = ExecutorOpt,
 ):
     """Plan a prompt into a blueprint and paint it."""
     with user_errors(as_json), progress_events(not as_json) as on_event:
         target = out_target(out)
         engine = make_engine(profile, config, keep_going, on_event, planner, vllm_url, llm,
-                             {"rounds": critique_rounds} if critique else None)
+                             {"rounds": critique_rounds} if critique else None, executor=executor)
         outcome = engine.generate(prompt, seed=seed)
     report(outcome, as_json, target)
 
@@ -306,7 +309,7 @@ def run(
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Profile name (default: the PNG's, else preview)."),
     out: Optional[str] = OutOpt, as_json: bool = JsonOpt,
     keep_going: bool = KeepGoingOpt, config: Optional[Path] = ConfigOpt,
-    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt,
+    critique: bool = CritiqueOpt, critique_rounds: int = CritiqueRoundsOpt, executor: Optional[str] = ExecutorOpt,
 ):
     """Execute a saved blueprint or graph file, or reproduce a PNG from the recipe it carries."""
     with user_errors(as_json), progress_events(not as_json) as on_event:
@@ -316,7 +319,8 @@ def run(
             profile = png_profile(file) or "preview"
         if critique and not isinstance(plan_obj, Blueprint):
             raise UserError("--critique needs a blueprint file (a graph file is run as it is); use plan --json")
-        engine = make_engine(profile, config, keep_going, on_event, critique={"rounds": critique_rounds} if critique else None)
+        engine = make_engine(profile, config, keep_going, on_event, critique={"rounds": critique_rounds} if critique else None,
+                             executor=executor)
         if isinstance(plan_obj, Blueprint):
             outcome = engine.run_blueprint(plan_obj, seed=seed)
         else:
@@ -611,6 +615,7 @@ def serve(
     token: Optional[str] = typer.Option(None, "--token", help="Require this bearer token (default: $SCENEWRIGHT_TOKEN)."),
     max_body: int = typer.Option(1024 * 1024, "--max-body", min=1024, max=64 * 1024 * 1024, help="Request body limit, bytes."),
     profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, window_ms: float = WindowOpt,
+    executor: Optional[str] = ExecutorOpt,
 ):
     """Serve the HTTP API (OpenAPI at /docs) and the chat web page."""
     with user_errors():
@@ -620,7 +625,7 @@ def serve(
         from agent.server import create_app, resolve_token
 
         need = resolve_token(host, token)
-        engine = make_engine(profile, config, False, None, window_ms=window_ms)
+        engine = make_engine(profile, config, False, None, window_ms=window_ms, executor=executor)
         application = create_app(engine, token=need, max_body=max_body, port=port or None)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"scenewright serving http://{shown}:{port}/  (API docs: /docs; profile {engine.profile.name};"
@@ -635,14 +640,14 @@ def batch(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Results JSONL (default: <FILE>.results.jsonl)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**32 - 1, help="Seed for every item (prompts: 0)."),
     profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, as_json: bool = JsonOpt,
-    window_ms: float = WindowOpt,
+    window_ms: float = WindowOpt, executor: Optional[str] = ExecutorOpt,
 ):
     """Run many prompts or plan files; one item's failure never stops the others. Exit 1 if any failed."""
     from agent.batch import load_items, run_batch
 
     with user_errors():
         items = load_items(file)
-        engine = make_engine(profile, config, False, None, window_ms=window_ms)
+        engine = make_engine(profile, config, False, None, window_ms=window_ms, executor=executor)
         target = out or file.with_name(file.name.rstrip("/") + ".results.jsonl")
         if target.is_dir():
             raise UserError(f"--out {target} is a folder; give the results file, e.g. {target / 'results.jsonl'}")
@@ -666,6 +671,41 @@ def batch(
             err.print(f"  [red]{escape(r.source)}[/]: {escape(str(r.error))}", highlight=False, soft_wrap=True)
         print(f"results: {summary.out}")
     raise typer.Exit(summary.exit_code)
+
+
+cluster_app = typer.Typer(help="Where nodes run (the Ray backend's actor pools).", no_args_is_help=True,
+                          rich_markup_mode=None)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("status", epilog="Example: scenewright cluster status --executor ray=auto --json")
+def cluster_status_cmd(
+    profile: str = ProfileOpt, config: Optional[Path] = ConfigOpt, executor: Optional[str] = ExecutorOpt,
+    as_json: bool = JsonOpt,
+):
+    """Actors per pool, the models each holds, calls in flight, queued nodes, the cluster's resources.
+    A fresh process sees its own engine: pools appear once a run has used them (serve's /api/health shows a
+    long-lived engine's)."""
+    with user_errors(as_json):
+        engine = make_engine(profile, config, False, None, executor=executor)
+        if engine.profile.executor == "ray":
+            engine.executor  # connects to the cluster (one line if it is not there)
+        status = engine.cluster_status()
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    print(f"executor: {status['executor']}" + (f"  address: {status.get('address')}  store: {status.get('store')}"
+                                               if status["executor"] == "ray" else ""))
+    if "cluster" in status:
+        print("cluster:  " + ", ".join(f"{k} {v:g}" for k, v in status["cluster"].items()))
+    table = Table("pool", "actor", "pid", "models held", "in flight", "calls")
+    for pool, actors in status.get("pools", {}).items():
+        for a in actors:
+            table.add_row(cell(pool), cell(a["actor"]), cell(a["pid"]), cell(", ".join(a["held"]) or "-"),
+                          cell(a["inflight"]), cell(a["calls"]))
+    if status.get("pools"):
+        Console().print(table)
+    print("queued:   " + (", ".join(f"{k} {v}" for k, v in status.get("queued", {}).items()) or "nothing"))
 
 
 @app.command(epilog="Example: scenewright replay RUN_ID   ·   scenewright replay tests/golden --junit replay.xml --html replay.html")

@@ -46,7 +46,7 @@ from agent.graph import (
     validate_graph,
 )
 from agent.run import Run
-from agent.scheduler import CANCELLED, Entry, Scheduler, _describe
+from agent.scheduler import CANCELLED, EncodedOutput, Entry, Scheduler, _describe
 from agent.store import ArtifactError, RunRecord, Store, artifact_names, canonical_json, image_digest, sha256_hex
 from tools.base import Registry, Tool, TransientError  # noqa: F401 - TransientError: where tools raise it from
 
@@ -268,6 +268,7 @@ class _Owner:
 
     def __init__(self, run: Run, executor: "Executor"):
         self.run = run
+        self.executor = executor  # a remote backend stages the artifacts a batch reads from its store
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.decode = executor._decode
         self.busy = False  # running a call the scheduler gave this thread
@@ -479,7 +480,7 @@ class Executor:
         images: dict[str, PILImage.Image] = {}
         waiting_rows = []
         for it, out in zip(items, outs):
-            encoded = self._encode(out, images)
+            encoded = out.value if isinstance(out, EncodedOutput) else self._encode(out, images)
             run.emit({"event": "finished", "node": it.node_id, "tool": tool.name, "ms": round(ms, 3),
                       "batch": len(items), "key": it.key[:16], "outputs": encoded})  # fmt: skip
             state.complete(it.node_id, encoded)

@@ -66,6 +66,29 @@ class VLMConfig(BaseModel):
     max_edits: int = Field(3, ge=0, le=8)
 
 
+class RayConfig(BaseModel):
+    """How ``executor = "ray"`` lays tools out on a Ray cluster (agent/ray_backend.py): actor pools, their
+    resources, and the artifact store every worker reads and writes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = ""  # "" starts (or reuses) a local Ray; "auto" or "ray://head:10001" joins a cluster
+    actors: int = Field(1, ge=1, le=4096)  # actors per model-backed pool (one per GPU is the usual shape)
+    cpu_actors: int = Field(1, ge=0, le=4096)  # actors for the CPU tools; 0 runs them in the driver
+    num_gpus: float | None = Field(None, ge=0)  # per model actor; default 1 on a CUDA device, 0 on the CPU
+    num_cpus: float = Field(1.0, ge=0)  # per model actor (logical, Ray's admission control)
+    cpu_actor_cpus: float = Field(0.5, ge=0)  # per CPU-tool actor
+    # tool name -> pool name: a tool family of its own (e.g. the VLM); default "gpu" for model tools, "cpu" else
+    pools: dict[str, str] = {}
+    # where actors read and write artifacts: "" = this machine's store (one machine only); a shared path; or an
+    # fsspec URL (s3://bucket/prefix, gs://…, file:///mnt/shared/…)
+    store: str = ""
+    threads: int = Field(0, ge=0, le=1024)  # torch threads per actor; 0: as many as the driver uses
+    start_timeout_s: float = Field(300.0, gt=0)  # an actor Ray cannot place within this is one clear error
+    actor_retries: int = Field(2, ge=0, le=16)  # a batch whose actor died goes to another actor this many times
+    max_inflight: int = Field(0, ge=0)  # batch items admitted at once (back-pressure); 0: 2 x actors
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -97,6 +120,9 @@ class Profile(BaseModel):
     # a diffusers scheduler class for every diffusion pipeline ("DPMSolverMultistepScheduler" is LLM Blueprint's);
     # "" keeps each model folder's own. Part of every diffusion tool's identity, so it is in the cache keys.
     scheduler: str = ""
+    # where nodes run: "local" (this process's scheduler) or "ray" (actor pools on a Ray cluster, see [ray])
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
 
     @field_validator("scheduler")
     @classmethod
@@ -159,7 +185,7 @@ def load_profiles(config: str | Path | None = None) -> dict[str, Profile]:
     return profiles
 
 
-MERGED_TABLES = ("models", "planner", "vlm")
+MERGED_TABLES = ("models", "planner", "vlm", "ray")
 
 
 def _extended(name: str, raw: dict[str, tuple[dict, Path | None]], seen: tuple[str, ...] = ()) -> dict:

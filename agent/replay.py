@@ -640,7 +640,8 @@ def _replay_case(case: _Case, store: Store, profile: str | Profile | None, repor
     env = _read_object(d / "env.json") if (d / "env.json").exists() else {}
     prof = _replay_profile(profile, request, env, d, report)
     critique = request.get("critique")  # a --critique run: the ArtAug loop is part of the compiled graph
-    engine = Engine(prof, home=store.home, critique=isinstance(critique, dict),
+    engine = Engine(prof, home=store.home, executor="local",  # a Ray run replays here, on this process
+                    critique=isinstance(critique, dict),
                     critique_options=critique if isinstance(critique, dict) else None)
     old_images, new_images = _Images(store, case.artifacts), _Images(store, None)
     if rounds:

@@ -39,6 +39,14 @@ from tools.base import Cancelled, Tool, ToolContext, TransientError
 CANCELLED = "cancelled"  # the error text of a batch that stopped because every run in it was cancelled
 
 
+@dataclass(frozen=True)
+class EncodedOutput:
+    """A node's outputs already as JSON-able values (images as artifact references in the store): what a remote
+    worker (agent/ray_backend.py) returns; the executor records it as it is instead of encoding a tool Output."""
+
+    value: dict
+
+
 @dataclass(eq=False)
 class Entry:
     """One node waiting for its tool: its run's handle (``owner``: run, inbox, decoder), id, encoded inputs, key."""

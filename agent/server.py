@@ -476,7 +476,7 @@ def create_app(
     @app.get("/api/health")
     async def health() -> dict:  # on the event loop: answers however busy the workers and threads are
         return {"ok": True, "profile": engine.profile.name, "active_runs": len(engine.active_runs()),
-                "waiting": server.waiting}  # fmt: skip
+                "waiting": server.waiting, "cluster": engine.cluster_status()}  # fmt: skip
 
     @app.get("/api/sessions", response_model=list[SessionSummary])
     def list_sessions(limit: int = Query(100, ge=1, le=1000)):

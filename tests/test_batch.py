@@ -90,3 +90,38 @@ def test_prompt_file_end_to_end(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["ok"] == 2 and (tmp_path / "prompts.txt.results.jsonl").exists()
+
+
+def test_a_big_batch_is_admitted_a_window_at_a_time():
+    """Back-pressure, by count: items are taken from the input only as earlier ones finish (2 x concurrency in
+    flight at most), so 10,000 prompts never become 10,000 queued runs or graphs at once."""
+    import threading as _threading
+    from types import SimpleNamespace
+
+    from agent.batch import BatchItem, run_batch
+
+    state = {"taken": 0, "finished": 0, "worst": 0}
+    lock = _threading.Lock()
+
+    class Counted(list):
+        def __iter__(self):
+            for item in super().__iter__():
+                with lock:
+                    state["taken"] += 1
+                yield item
+
+    class Fake:
+        def generate(self, prompt, seed=0):
+            with lock:
+                state["worst"] = max(state["worst"], state["taken"] - state["finished"])
+            with lock:
+                state["finished"] += 1
+            return SimpleNamespace(ok=True, run_id="r", image=None, total_nodes=1, cached_nodes=0, failed={})
+
+        def active_runs(self):
+            return []
+
+    items = Counted(BatchItem(index=i, source=f"p:{i}", kind="prompt", prompt=f"p{i}") for i in range(10_000))
+    summary = run_batch(Fake(), items, concurrency=4)
+    assert summary.ok == 10_000 and state["finished"] == 10_000
+    assert 1 <= state["worst"] <= 8
