@@ -172,7 +172,7 @@ def train_head(text_feats: np.ndarray, image_feats: np.ndarray, gen_feats: list[
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total, count = total + float(loss) * len(idx), count + len(idx)
+                total, count = total + loss.item() * len(idx), count + len(idx)
             losses.append(total / max(1, count))
             if on_epoch:
                 on_epoch(ep + 1, losses[-1])
@@ -204,12 +204,9 @@ def _identity_fields(meta: dict) -> dict[str, str]:
 
 def save_head(folder: Path, head: ProjectionHead, meta: dict) -> ProjectionHead:
     """Write ``head.safetensors`` then ``head.json`` (last: a head without its sidecar is never used)."""
-    from safetensors.numpy import save
-
     folder = Path(folder)
     meta = {"format": FORMAT, "dim": head.dim, **meta}
-    data = save({"text": np.ascontiguousarray(head.text_w, np.float32),
-                 "image": np.ascontiguousarray(head.image_w, np.float32)}, metadata=_identity_fields(meta))
+    data = _safetensors_bytes({"image": head.image_w, "text": head.text_w}, _identity_fields(meta))
     sha = hashlib.sha256(data).hexdigest()
     tmp = folder / (HEAD_FILE + ".tmp")
     tmp.write_bytes(data)
@@ -218,6 +215,23 @@ def save_head(folder: Path, head: ProjectionHead, meta: dict) -> ProjectionHead:
     side.write_text(json.dumps({**meta, "sha256": sha}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     side.replace(folder / SIDECAR)
     return ProjectionHead(head.text_w, head.image_w, {**meta, "sha256": sha}, sha)
+
+
+def _safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The safetensors layout written with a sorted header: ``safetensors.numpy.save`` orders ``__metadata__``
+    by a hash map, so the same head would not give the same bytes twice (and the file's sha256 is its identity).
+    Read back with ``safetensors.numpy.load`` like any other."""
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name], "<f4")
+        blob = arr.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
 
 
 def has_head(folder: Path) -> bool:
