@@ -102,13 +102,73 @@ def search(
     """The images most relevant to a text query."""
     if not query.strip():
         _fail("the query is empty")
+    from tools.retrieval import LibraryError
+
     lib = _open(library, profile, config, must_exist=True)
-    hits = lib.search(query, k)
+    try:
+        ranking = lib.ranking
+        hits = lib.search(query, k)
+    except LibraryError as e:
+        _fail(str(e))
     if as_json:
-        typer.echo(json.dumps([{**e.to_dict(), "score": round(s, 4)} for e, s in hits]))
+        typer.echo(json.dumps([{**e.to_dict(), "score": round(s, 4), "ranking": ranking} for e, s in hits]))
         return
     for e, s in hits:
         typer.echo(f"{s:6.3f}  {e.id:>5}  {e.caption[:60]}")
+    typer.echo(f"ranking: {ranking}")
+
+
+@library_app.command("train")
+def train(
+    library: Path | None = LibraryOpt, profile: str = ProfileOpt, config: Path | None = ConfigOpt,
+    epochs: int = typer.Option(50, "--epochs", min=1, max=10_000), seed: int = typer.Option(0, "--seed", min=0),
+    reflect: str = typer.Option("generated", "--reflect",
+                                help="Self-reflective negatives: generated | nearest | both | none (plain contrastive)."),
+    weight: float = typer.Option(2.0, "--weight", min=0.01, max=100.0, help="Weight of the reflective negatives."),
+    per_caption: int = typer.Option(1, "--per-caption", min=1, max=8, help="Generated images per caption."),
+    as_json: bool = JsonOpt,
+):
+    """Train RealRAG's reflective retriever (a projection head over frozen CLIP) on the library's pairs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from agent.api import Engine
+    from tools.retriever_head import REFLECT_MODES, HeadError
+    from tools.retrieval import LibraryError
+
+    if reflect not in REFLECT_MODES:
+        _fail(f"--reflect must be one of {', '.join(REFLECT_MODES)}, not '{reflect}'")
+    lib = _open(library, profile, config, must_exist=True)
+    from agent.api import build_registry
+
+    engine = Engine(lib_profile(profile, config))
+    engine._registry = build_registry(engine.profile)  # the generator only: a stale head here is being replaced
+    from agent.library_train import train_library
+
+    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+                  console=_err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("train", total=epochs, loss="")
+        try:
+            meta = train_library(engine, lib, epochs=epochs, seed=seed, reflect=reflect, weight=weight,
+                                 per_caption=per_caption,
+                                 on_epoch=lambda ep, loss: bar.update(task, completed=ep, loss=f"loss {loss:.4f}"))
+        except (ValueError, HeadError, LibraryError) as e:
+            _fail(str(e))
+        except Exception as e:  # noqa: BLE001 - a model that cannot load: one line, not a traceback
+            _fail(f"training failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    if as_json:
+        typer.echo(json.dumps(meta))
+        return
+    m = meta["metrics"]
+    typer.echo(f"trained head {meta['sha256'][:12]} on {meta['pairs']} pairs ({meta['reflect']} negatives,"
+               f" seed {seed}, {epochs} epochs): loss {m['loss_initial']:.4f} -> {m['loss_final']:.4f},"
+               f" train recall@1 {m['recall@1_frozen']:.2f} (frozen CLIP) -> {m['recall@1_head']:.2f}; saved in"
+               f" {lib.folder}")
+
+
+def lib_profile(profile: str, config: Path | None):
+    from agent.profiles import get_profile
+
+    return get_profile(profile, config)
 
 
 @library_app.command("remove")

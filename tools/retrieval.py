@@ -18,7 +18,13 @@ Embedders (recorded in ``meta.embedder``; a library is searched only with the em
 Exact search is fine at this scale (bench/library.py: thousands of images, sub-millisecond queries); faiss's
 flat inner-product index is used when installed (extra ``rag``) so the same files scale to an IVF index later.
 
-Reflective re-ranking (methods notes §4.4, the training-free approximation of RealRAG's self-reflective
+Ranking (said in every search's and retrieval's output, and in the tool's identity, hence cache keys):
+- ``trained head <sha>``: a reflective retriever trained by ``scenewright library train`` (``head.safetensors``
+  in the library, see ``tools/retriever_head.py``) maps query and image features before the inner product;
+- ``frozen CLIP``: plain CLIP text-image similarity (a ``clip:`` library without a head);
+- ``heuristic (stats-1)``: the preview embedder's word and colour matches.
+
+Reflective re-ranking on top (methods notes §4.4, the training-free approximation of RealRAG's self-reflective
 negatives): ``s(c) = rel(q, c) - weight * max(0, cos(E_I(c), E_I(draft)) - margin)``, kept only when
 ``rel >= floor``; retrieval is skipped when the draft's check score already reaches ``gate``.
 """
@@ -338,6 +344,41 @@ class Library:
                 " use the profile that built it, or a new --library folder"
             )
         self._index: VectorIndex | None = None
+        self._head = None
+        self._head_checked = False
+
+    # --- the trained head (RealRAG's reflective retriever) -----------------------------------------------------
+    def pairs_digest(self) -> str:
+        """Identity of what a head is trained on: the embedder and every (image, caption) pair."""
+        rows = self.db.execute("SELECT sha256, caption FROM images ORDER BY sha256").fetchall()
+        text = self.embedder.id + "\n" + "\n".join(f"{sha} {json.dumps(cap or '')}" for sha, cap in rows)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def head(self):
+        """The trained head when the library has one (verified; a bad one raises ``LibraryError``), else None."""
+        if not self._head_checked:
+            from tools.retriever_head import HeadError, has_head, load_head
+
+            if has_head(self.folder):
+                try:
+                    self._head = load_head(self.folder, base=self.embedder.id, library=self.pairs_digest(),
+                                           dim=self.index.dim)
+                except HeadError as err:
+                    raise LibraryError(str(err)) from None
+            self._head_checked = True
+        return self._head
+
+    def forget_head(self) -> None:
+        """After the catalogue or the head files changed: check again on next use."""
+        self._head, self._head_checked = None, False
+
+    @property
+    def ranking(self) -> str:
+        """Which ranking text queries get (see the module doc)."""
+        if self.head is not None:
+            return f"trained head {self.head.short}"
+        return "frozen CLIP" if self.embedder.id.startswith("clip:") else f"heuristic ({self.embedder.id})"
 
     @classmethod
     def exists(cls, folder: Path) -> bool:
@@ -513,6 +554,12 @@ class Library:
             return []
         if isinstance(query, str):
             q = self.embedder.embed_texts([query])[0]
+            head = self.head
+            if head is not None:  # every image through the head's image map: exact search at library scale
+                ids = [e.id for e in self.entries()]
+                sims = head.image(self.index.vectors(ids)) @ head.text(q[None])[0]
+                top = np.argsort(-sims, kind="stable")[: min(k, len(ids))]
+                return [(e, float(sims[n])) for n in top if (e := self.get(ids[n])) is not None]
         else:
             q = self.embedder.embed_drafts([query])[0]
         out = []
@@ -543,7 +590,7 @@ class Library:
         if not best["eligible"]:
             return None, f"no candidate reaches the relevance floor {floor} (best {best['relevance']})", table[:10]
         pen = best["relevance"] - best["score"]
-        reason = (f"id {best['id']} '{best['caption'][:60]}': relevance {best['relevance']:.3f}, similarity to the"
+        reason = (f"{self.ranking}: id {best['id']} '{best['caption'][:60]}': relevance {best['relevance']:.3f}, similarity to the"
                   f" draft {best['draft_similarity']:.3f} (penalty {pen:.3f}), score {best['score']:.3f},"
                   f" best of {len(table)} above the floor {floor}")
         return self.get(best["id"]), reason, table[:10]
@@ -568,7 +615,7 @@ class RetrieveReference(Tool):
     """``retrieve_reference``: gate on the draft's score, then reflective re-ranking over the library."""
 
     name = "retrieve_reference"
-    version = "reflective-rerank-1"
+    version = "reflective-rerank-2"
     Input = RetrieveReferenceIn
     Output = RetrieveReferenceOut
     max_batch = 8
@@ -577,7 +624,9 @@ class RetrieveReference(Tool):
         self.library = library
 
     def identity(self) -> dict:
-        return {"library": self.library.digest(), "embedder": self.library.embedder.id}
+        head = self.library.head
+        return {"library": self.library.digest(), "embedder": self.library.embedder.id,
+                "ranking": self.library.ranking, "head": head.sha256 if head is not None else None}
 
     def run(self, batch: list[RetrieveReferenceIn], ctx=NO_CONTEXT) -> list[RetrieveReferenceOut]:
         from tools.model_utils import box_pixels
@@ -593,23 +642,31 @@ class RetrieveReference(Tool):
                 draft = draft.convert("RGB").crop(box_pixels(b.box, draft.width, draft.height))
             entry, reason, table = self.library.retrieve(b.query, draft, k=b.k, weight=b.weight, margin=b.margin,
                                                          floor=b.floor)
+            ranking = self.library.ranking
             if entry is None:
-                outs.append(RetrieveReferenceOut(reason=reason, candidates=table))
+                outs.append(RetrieveReferenceOut(reason=reason, candidates=table, ranking=ranking))
             else:
                 outs.append(RetrieveReferenceOut(reference=self.library.image(entry), chosen=str(entry.id),
-                                                 reason=reason, candidates=table))
+                                                 reason=reason, candidates=table, ranking=ranking))
         return outs
 
 
 def library_tools(profile, folder: Path | None) -> list[Tool]:
-    """The retrieval tool when ``folder`` holds a non-empty library built with this profile's embedder."""
+    """The retrieval tool when ``folder`` holds a non-empty library built with this profile's embedder.
+
+    A library of another embedder is not this profile's (no tool); a trained head that is tampered or stale
+    raises ``LibraryError`` (one line): silently ranking without it would hide that the trained retriever is gone."""
     if folder is None or not Library.exists(folder):
         return []
     try:
-        lib = Library(folder, embedder_for(profile))
-        return [RetrieveReference(lib)] if len(lib) else []
-    except LibraryError:
-        return []
+        try:
+            lib = Library(folder, embedder_for(profile))
+        except LibraryError:
+            return []
+        if not len(lib):
+            return []
+        lib.ranking  # noqa: B018 - verifies the head now, not in the middle of a run
+        return [RetrieveReference(lib)]
     except sqlite3.DatabaseError as err:  # a damaged catalogue: one line naming it, not a traceback in every run
         raise LibraryError(
             f"the library catalogue {Path(folder) / 'catalog.sqlite'} is damaged ({err}); move {folder} aside"

@@ -359,4 +359,5 @@ class RetrieveReferenceOut(ToolModel):
     reference: Image | None = None
     chosen: str = ""  # catalogue id of the chosen reference ("" when none)
     reason: str = ""
+    ranking: str = ""  # "trained head <sha>" | "frozen CLIP" | "heuristic (stats-1)" (tools/retrieval.py)
     candidates: list[dict] = []
