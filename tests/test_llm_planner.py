@@ -618,7 +618,7 @@ def test_server_through_build_planner(vllm_server):
 # --- in-process engines ----------------------------------------------------------------------------------------
 def test_vllm_local_batch_planning(tiny_llm_dir, tmp_path):
     """In-process ``vllm.LLM``: many prompts per batched ``chat`` call (run in a child process, see local_plan_many)."""
-    from conftest import _require_vllm
+    from tests.conftest import _require_vllm
 
     _require_vllm()
     t0 = time.monotonic()
