@@ -23,7 +23,7 @@ from agent.batch import BatchItem, run_batch  # noqa: E402
 from agent.profiles import get_profile  # noqa: E402
 from agent.replay import replay  # noqa: E402
 from agent.store import Store, image_digest  # noqa: E402
-from tiny_models import write_tiny_profile  # noqa: E402
+from tests.tiny_models import write_tiny_profile  # noqa: E402
 
 PROMPT = 'Two red apples to the left of a blue vase on a table, a sign above that says "OPEN".'
 

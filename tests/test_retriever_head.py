@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_realrag import make_images
+from tests.test_realrag import make_images
 from tools.retriever_head import recall_at, train_head
 
 CLI = [sys.executable, "-m", "agent.cli", "library"]
