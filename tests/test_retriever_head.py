@@ -19,7 +19,7 @@ CLI = [sys.executable, "-m", "agent.cli", "library"]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from tiny_models import write_tiny_profile
+    from tests.tiny_models import write_tiny_profile
 
     profile = write_tiny_profile(Path(__file__).parent / ".cache" / "tiny-models-scene-text")
     root = tmp_path_factory.mktemp("head")
