@@ -116,3 +116,66 @@ def test_llm_without_vlm_plans_blind_and_the_run_says_so(monkeypatch, tmp_path):
     engine.plan_text_regions(make_bp(), run)
     assert any(n.startswith("scene text: text regions planned blind") for n in run.notices)
     engine.forget(run)
+
+
+# --- 2. plausible text content -------------------------------------------------------------------------------
+def test_asks_for_text_finds_carriers_without_quoted_text():
+    assert asks_for_text("a shop sign on a brick wall") == ["shop sign"]
+    assert asks_for_text("a poster for a jazz night") == ["poster for a jazz night"]
+    assert asks_for_text('a bakery with a sign that says "OPEN"') == []  # the text is given
+    assert asks_for_text("a cat and a dog in a garden") == []
+
+
+def _no_text_bp(prompt="a poster for a jazz night"):
+    return Blueprint.model_validate({"prompt": prompt, "background": "a brick wall", "style": "photo", "seed": 2,
+                                     "objects": [{"name": "poster", "box": [0.2, 0.1, 0.8, 0.9]}]})
+
+
+def test_the_llm_proposes_content_when_the_prompt_asks_for_text():
+    quad = [0.25, 0.2, 0.75, 0.2, 0.75, 0.32, 0.25, 0.32]
+    client = ScriptClient([json.dumps({"lines": []}),  # no proposal: sent back, not accepted
+                           turn1(texts=(), extra=("JAZZ NIGHT",)), turn2({"JAZZ NIGHT": quad})])
+    plan = plan_text_regions(client, _no_text_bp(), wanted=asks_for_text("a poster for a jazz night"))
+    schema = client.requests[0].schema
+    assert schema["properties"]["extra"]["minItems"] == 1 and schema["properties"]["lines"]["maxItems"] == 0
+    assert "propose at least 1" in client.requests[1].messages[-1]["content"]
+    assert "poster for a jazz night" in client.requests[0].messages[1]["content"]
+    assert plan.source == "llm" and plan.proposed == ["JAZZ NIGHT"] and plan.regions[0].plausible
+    assert any(n.startswith("text content proposed by the LLM") for n in plan.notes)
+    assert plan.to_json()["proposed"] == ["JAZZ NIGHT"]
+
+
+def test_engine_records_proposed_text_and_compiles_it(monkeypatch, tmp_path):
+    import planners
+    from agent.api import Engine
+    from agent.profiles import get_profile
+
+    quad = [0.25, 0.2, 0.75, 0.2, 0.75, 0.32, 0.25, 0.32]
+    profile = get_profile("preview").model_copy(update={"scene_text": True, "text_planner": "llm"})
+    profile = profile.model_copy(update={"planner": profile.planner.model_copy(update={"kind": "vllm-server"})})
+    client = ScriptClient([turn1(texts=(), extra=("JAZZ NIGHT",)), turn2({"JAZZ NIGHT": quad})])
+    monkeypatch.setattr(planners, "build_client", lambda cfg: client)
+    engine = Engine(profile, home=tmp_path)
+    run = engine.start_run({"kind": "blueprint", "seed": 2}, prompt="a poster for a jazz night")
+    bp = _no_text_bp()
+    regions = engine.plan_text_regions(bp, run)
+    assert [r["text"] for r in regions] == ["JAZZ NIGHT"]
+    assert run.record.read_json("text_regions.json")["proposed"] == ["JAZZ NIGHT"]
+    assert any("text content proposed" in n for n in run.notices)
+    graph = engine.compile(bp, text_regions=regions)
+    assert graph.output == "text.image"
+    assert any(n.id == "text.jazz_night.glyph" and n.inputs["text"]["content"] == "JAZZ NIGHT" for n in graph.nodes)
+    engine.forget(run)
+
+
+def test_the_rule_path_says_it_cannot_propose_text(tmp_path):
+    from agent.api import Engine
+    from agent.profiles import get_profile
+
+    engine = Engine(get_profile("preview").model_copy(update={"scene_text": True, "text_planner": "llm"}),
+                    home=tmp_path)
+    out = engine.generate("a shop sign on a brick wall", seed=0)
+    assert out.ok and any("cannot propose text content" in n and "shop sign" in n for n in out.notices)
+    # a prompt that quotes its text needs no proposal
+    out = engine.generate('a shop sign that says "OPEN" on a brick wall', seed=0)
+    assert not any("cannot propose" in n for n in out.notices)
