@@ -366,20 +366,57 @@ class Engine:
             raise PlanningError(f"the planner produced an invalid blueprint: {err}") from None
 
     def plan_text_regions(self, bp: Blueprint, run: Run | None = None, *, recorder=None) -> list[dict] | None:
-        """Scene-text quads from the LLM two-turn planner (``planners/text_regions.py``) when the profile has
-        ``scene_text`` and ``text_planner = "llm"`` with an LLM planner; None (the blueprint's boxes) otherwise.
-        Never raises for a bad LLM answer: the planner falls back to the boxes and says why. It uses the engine's
-        one LLM client, recording into ``recorder`` (default: the run's)."""
-        p = self.profile
-        if not (p.scene_text and bp.texts and p.text_planner == "llm" and p.planner.kind != "rule"):
-            return None
-        from planners.text_regions import plan_text_regions
+        """Scene-text quads from the two-turn planner (``planners/text_regions.py``) when the profile has
+        ``scene_text`` and ``text_planner = "llm"``; None (the blueprint's boxes) otherwise. With a VLM
+        (``[vlm]`` not preview) the planner sees the scene as painted before its text (rendered here first; the
+        run's scene nodes are then cache hits); with only the planner's LLM it plans blind and says so (a notice).
+        A prompt that asks for text without giving it gets content proposed by the LLM; a profile with neither
+        says it cannot. Never raises for a bad LLM answer: the planner falls back to the boxes and says why."""
+        from planners.text_regions import asks_for_text, plan_text_regions
 
+        p = self.profile
+        wanted = [] if bp.texts else asks_for_text(bp.prompt)
+        if not (p.scene_text and (bp.texts or wanted)):
+            return None
+
+        def say(line: str) -> None:
+            if run is not None and line not in run.notices:
+                run.notices.append(line)
+
+        vlm = getattr(self.registry.get("describe_image"), "vlm", None) if "describe_image" in self.registry else None
+        client = vlm.client if vlm is not None and p.text_planner == "llm" else (
+            self.llm_client if p.text_planner == "llm" else None)
+        if client is None:
+            if wanted:
+                say(f"scene text: the prompt asks for text on {', '.join(wanted)} without saying what it reads; "
+                    f"{'the rule planner' if p.text_planner == 'llm' else 'text_planner = boxes'} cannot propose "
+                    f"text content (quote the words, e.g. a sign that says \"OPEN\")")
+            return None
+        image = self._scene_before_text(bp, run) if vlm is not None else None
         rec = recorder if recorder is not None else (run.recorder if run is not None else None)
-        plan = plan_text_regions(self.llm_client, bp, recorder=rec, repairs=p.planner.repairs)
+        plan = plan_text_regions(client, bp, recorder=rec, repairs=p.planner.repairs, image=image, wanted=wanted)
+        for note in plan.notes:
+            if note.startswith(("text regions planned blind", "text content proposed", "no text content")):
+                say(f"scene text: {note}")
+        if plan.source == "fallback" and bp.texts:
+            say(f"scene text: the planned regions were not usable ({plan.reason}); the blueprint's boxes are used")
         if run is not None and run.record is not None:
             run.record.write_json("text_regions.json", plan.to_json())
-        return plan.as_dicts()
+        return plan.as_dicts() if (bp.texts or plan.source == "llm") else None
+
+    def _scene_before_text(self, bp: Blueprint, run: Run | None):
+        """The scene the text goes on (``compose.image`` of the recipe, no text): SceneVTG plans regions on the
+        text-free image. Runs through the executor with the cache, so the run's own scene nodes are hits."""
+        from agent.recipes import compile_llm_blueprint
+
+        p = self.profile
+        full = compile_llm_blueprint(bp.model_copy(update={"texts": []}), self.registry, steps=p.steps,
+                                     guidance=p.guidance, threshold=p.refine_threshold, max_iters=p.refine_iters)
+        graph = full.model_copy(update={"output": "compose.image"})
+        result = self.executor.run(graph)
+        if not result.ok:
+            raise PlanningError(f"the scene could not be painted for text-region planning: {result.failed}")
+        return self.executor.load_image(result.output)
 
     def compile(self, bp: Blueprint, *, seed: int | None = None, text_regions: list[dict] | None = None) -> Graph:
         from agent.recipes import compile_llm_blueprint

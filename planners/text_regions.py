@@ -22,19 +22,29 @@ Choices, written down:
   answer never fails the run.
 - Every exchange goes through the recorder (``lookup`` first, else the client, then ``record``), with requests
   shaped like the layout planner's (client kind, model, messages, schema, sampling, template versions).
+- **The planner sees the image** (TRCG plans on the text-free background): ``plan(bp, image=...)`` puts the
+  rendered scene into turn 1 as an OpenAI-style image part (``llm_client.image_part``; a VLM client: vLLM
+  multimodal or transformers), recorded by its SHA-256, not inline. Without an image the plan says so in
+  ``notes`` (``regions planned blind``): a text-only LLM guessing from the object boxes is not TRCG.
+- **Plausible content** (TRCG's "text content"): when the prompt asks for text without giving it ("a shop
+  sign", "a poster for a jazz night"; :func:`asks_for_text`), ``plan(bp, wanted=[...])`` asks the LLM to
+  propose the words in ``extra`` (at least one item); the proposals are marked ``plausible`` in the plan (and
+  its ``text_regions.json``). Zero-shot, not the paper's fine-tuned LLaVA: said in ``notes``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import prompts
 from agent.blueprint import Blueprint
 from planners.base import NullRecorder, Recorder
-from planners.llm_client import Completion, JSONRequest, LLMClient, LLMError
+from planners.llm_client import Completion, JSONRequest, LLMClient, LLMError, image_part
 from planners.llm_planner import _repeat
 
 log = logging.getLogger(__name__)
@@ -81,6 +91,8 @@ class TextRegionPlan:
     reason: str = ""  # why the fallback was taken
     repairs_used: int = 0
     notes: list[str] = field(default_factory=list)
+    image_sha256: str = ""  # the scene image the planner saw (its data URI's SHA-256); "" = planned blind
+    proposed: list[str] = field(default_factory=list)  # contents the LLM proposed for text the prompt asked for
 
     def as_dicts(self) -> list[dict]:
         """The ``regions`` argument of the scene-text recipe."""
@@ -113,7 +125,9 @@ def _fixed_array(texts: Sequence[str], item: Callable[[str], dict]) -> dict:
     return {"type": "array", "prefixItems": [item(t) for t in texts], "items": False, "minItems": n, "maxItems": n}
 
 
-def turn1_schema(texts: Sequence[str], limits: TextRegionLimits, *, add_plausible: bool) -> dict:
+def turn1_schema(texts: Sequence[str], limits: TextRegionLimits, *, add_plausible: bool,
+                 min_extra: int = 0) -> dict:
+    """``min_extra``: proposals the answer must hold (the prompt asked for text it did not give)."""
     line = lambda t: _obj({"text": {"type": "string", "const": t}, "center": _pair(), "size": _pair()},
                           ["text", "center", "size"])  # fmt: skip
     props = {"lines": _fixed_array(texts, line)}
@@ -121,6 +135,8 @@ def turn1_schema(texts: Sequence[str], limits: TextRegionLimits, *, add_plausibl
         extra = _obj({"text": {"type": "string", "pattern": limits.pattern(limits.extra_chars)}, "center": _pair(),
                       "size": _pair()}, ["text", "center", "size"])
         props["extra"] = {"type": "array", "items": extra, "maxItems": limits.max_extra}
+        if min_extra:
+            props["extra"]["minItems"] = min(min_extra, limits.max_extra)
     return _obj(props, list(props))
 
 
@@ -153,8 +169,10 @@ def _nums(v, n: int) -> list[float] | None:
     return None
 
 
-def parse_turn1(text: str, user_texts: Sequence[str], limits: TextRegionLimits, *, add_plausible: bool):
-    """(lines, errors): lines = [{"text", "center", "size", "plausible"}]; user texts first, exactly once each."""
+def parse_turn1(text: str, user_texts: Sequence[str], limits: TextRegionLimits, *, add_plausible: bool,
+                min_extra: int = 0):
+    """(lines, errors): lines = [{"text", "center", "size", "plausible"}]; user texts first, exactly once each;
+    at least ``min_extra`` usable proposals in ``extra`` when the prompt asked for text it did not give."""
     data = _load(text)
     errors: list[str] = []
     lines: list[dict] = []
@@ -184,6 +202,10 @@ def parse_turn1(text: str, user_texts: Sequence[str], limits: TextRegionLimits, 
             if ok and c and s and all(0 <= v <= 1 for v in c + s) and min(s) > 0:
                 seen.add(t)
                 lines.append({"text": t, "center": c, "size": s, "plausible": True})
+    got = sum(ln["plausible"] for ln in lines)
+    if add_plausible and got < min(min_extra, limits.max_extra):
+        errors.append(f"propose at least {min_extra} text(s) in \"extra\": the words that would be written there"
+                      f" (at most {limits.extra_chars} characters each), with center and size in [0, 1]")
     return lines, errors
 
 
@@ -267,7 +289,8 @@ class TextRegionPlanner:
         """One JSON call through the recorder; raises LLMError on transport failure."""
         req = JSONRequest(messages, schema, 1, self.temperature, self.max_tokens, seed, "text_regions")
         request = json.loads(json.dumps({
-            "client": self.kind, "model": self.client.model, "messages": messages, "schema": schema, "n": 1,
+            "client": self.kind, "model": self.client.model, "messages": _recordable(messages), "schema": schema,
+            "n": 1,
             "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed,
             "templates": self.templates,
         }, sort_keys=True, ensure_ascii=False))
@@ -284,22 +307,40 @@ class TextRegionPlanner:
         return comps[0] if comps else Completion("", "")
 
     # plan --------------------------------------------------------------------------------------------------------
-    def plan(self, bp: Blueprint, *, add_plausible: bool = False) -> TextRegionPlan:
+    def plan(self, bp: Blueprint, *, add_plausible: bool = False, image=None,
+             wanted: Sequence[str] = ()) -> TextRegionPlan:
+        """``image``: the scene as painted, before its text (a PIL image) for a VLM client; None plans blind (said
+        in ``notes``). ``wanted``: what the prompt asks text on without giving it (:func:`asks_for_text`): the
+        LLM proposes the content."""
         from agent.recipes.scene_text import text_regions as box_regions
 
         fallback = [TextRegion(r["text"], list(r["quad"]), r.get("style", "")) for r in box_regions(bp)]
-        if not bp.texts:
+        wanted = [] if bp.texts else [w for w in wanted if w][: self.limits.max_extra]
+        if not bp.texts and not wanted:
             return TextRegionPlan(fallback, "fallback", "the blueprint has no texts")
+        url = image_part(image)["image_url"]["url"] if image is not None else ""
+        sha = hashlib.sha256(url.encode()).hexdigest() if url else ""
+        notes = [] if url else [BLIND_NOTE]
+        if wanted:
+            notes.append(f"text content proposed by the LLM (zero-shot, not SceneVTG's fine-tuned TRCG) for: "
+                         f"{', '.join(wanted)}")
         try:
-            return self._plan(bp, add_plausible)
+            plan = self._plan(bp, add_plausible or bool(wanted), url, list(wanted))
         except _GiveUp as err:
             reason = str(err)
         except LLMError as err:
             reason = f"the LLM call failed: {err}"
+        else:
+            plan.notes = notes + plan.notes
+            plan.image_sha256 = sha
+            return plan
         log.warning("text regions: falling back to the blueprint's boxes: %s", reason)
-        return TextRegionPlan(fallback, "fallback", reason, self.repairs)
+        if wanted:
+            notes.append(f"no text content was proposed ({reason}); the scene gets no text")
+        return TextRegionPlan(fallback, "fallback", reason, self.repairs, notes, sha)
 
-    def _plan(self, bp: Blueprint, add_plausible: bool) -> TextRegionPlan:
+    def _plan(self, bp: Blueprint, add_plausible: bool, image_url: str = "",
+              wanted: Sequence[str] = ()) -> TextRegionPlan:
         W, H = bp.canvas.width, bp.canvas.height
         user_texts = list(dict.fromkeys(t.content for t in bp.texts))
         styles = {t.content: t.style for t in bp.texts}
@@ -310,19 +351,29 @@ class TextRegionPlanner:
         extra = (f"You may add up to {self.limits.max_extra} short extra texts that would plausibly be written in"
                  f" this scene (at most {self.limits.extra_chars} characters each) in \"extra\"; or leave it empty."
                  if add_plausible and self.limits.max_extra else "")
+        if wanted:
+            extra = (f"The prompt ({json.dumps(bp.prompt[:200], ensure_ascii=False)}) asks for text on: "
+                     f"{'; '.join(wanted)}, but does not say what it reads. Propose the words that would plausibly"
+                     f" be written there (at most {self.limits.extra_chars} characters each) in \"extra\", one item"
+                     f" per text, at least {len(wanted)}.")
+        seen = ("The attached picture is this image as painted so far, before any text: put each line on a surface"
+                " of it where such text would be written, not over the main objects.\n" if image_url else "")
         user1, _ = prompts.render(
             "text_regions_user1", width=W, height=H, background=bp.background or "(not described)",
-            style=bp.style or "photo", objects=objects, extra=extra,
-            texts="\n".join(f"- {json.dumps(t, ensure_ascii=False)}" for t in user_texts))
-        base1 = [{"role": "system", "content": system}, {"role": "user", "content": user1}]
-        schema1 = turn1_schema(user_texts, self.limits, add_plausible=add_plausible)
+            style=bp.style or "photo", objects=objects, extra=extra, seen=seen,
+            texts="\n".join(f"- {json.dumps(t, ensure_ascii=False)}" for t in user_texts) or "- (none given)")
+        content1 = ([{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": user1}]
+                    if image_url else user1)
+        base1 = [{"role": "system", "content": system}, {"role": "user", "content": content1}]
+        schema1 = turn1_schema(user_texts, self.limits, add_plausible=add_plausible, min_extra=len(wanted))
 
         # turn 1: lines (content + point + size)
         messages, attempt = base1, 0
         while True:
             c = self._ask(KIND_TURN1, messages, schema1, seed + attempt)
             try:
-                lines, errors = parse_turn1(c.text, user_texts, self.limits, add_plausible=add_plausible)
+                lines, errors = parse_turn1(c.text, user_texts, self.limits, add_plausible=add_plausible,
+                                            min_extra=len(wanted))
             except ValueError as err:
                 lines, errors = [], [str(err)]
             if c.finish_reason == "length":
@@ -364,11 +415,55 @@ class TextRegionPlanner:
         out = [TextRegion(r["text"], [round(v, 4) for v in r["quad"]], styles.get(r["text"], ""),
                           [{"text": w["text"], "quad": [round(v, 4) for v in w["quad"]]} for w in r["words"]],
                           r["text"] in plausible) for r in regions]
-        return TextRegionPlan(out, "llm", "", self.repairs - budget, notes)
+        proposed = [r.text for r in out if r.plausible] if wanted else []
+        return TextRegionPlan(out, "llm", "", self.repairs - budget, notes, proposed=proposed)
+
+
+BLIND_NOTE = ("text regions planned blind: the planner saw no image (the profile has no VLM), only the object"
+              " boxes; SceneVTG's planner looks at the scene")
 
 
 class _GiveUp(Exception):
     pass
+
+
+def _recordable(messages: list[dict]) -> list[dict]:
+    """Messages with data-URI images replaced by their SHA-256 (``llm.jsonl`` stays small; replays still match)."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, list):
+            content = [{"type": "image", "sha256": hashlib.sha256(p["image_url"]["url"].encode()).hexdigest()}
+                       if p.get("type") == "image_url" else p for p in content]
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+# what carries text in a picture: "a shop sign", "a poster for a jazz night", "a neon sign"
+_CARRIERS = (r"sign|signs|signboard|signage|poster|posters|banner|banners|billboard|billboards|placard|plaque|"
+             r"label|labels|menu|menus|marquee|flyer|flyers|headline|caption|graffiti|slogan|logo|book cover|"
+             r"cover|t-shirt slogan|street sign|storefront|shopfront|shop front|name tag|nameplate|ticket")
+_ASK = re.compile(
+    rf"\b(?:(?P<mod>[a-z][a-z-]*)\s+)?(?P<what>{_CARRIERS})\b"
+    r"(?P<rest>\s+(?:for|of|about|advertising|announcing|saying|with)\s+[^,.;:!?\"]{1,60})?", re.IGNORECASE)
+_NOT_MOD = {"a", "an", "the", "and", "with", "of", "on", "in", "at", "some", "two", "three", "big", "small", "old"}
+
+
+def asks_for_text(prompt: str) -> list[str]:
+    """What the prompt asks text on without saying what it reads ("a shop sign" -> ["shop sign"]); [] when it
+    quotes any text (the quoted words are the texts) or names no text carrier. A rule reader: say what it found."""
+    if not prompt or re.search(r"[\"“”«»]|'[^']+'", prompt):
+        return []
+    found: list[str] = []
+    for m in _ASK.finditer(prompt):
+        mod = m.group("mod") or ""
+        what = (mod + " " if mod and mod.lower() not in _NOT_MOD else "") + m.group("what")
+        rest = (m.group("rest") or "").strip()
+        rest = re.split(r"\s+(?:and|with|in|on|at|next to|under|beside)\s+", rest, maxsplit=1)[0] if rest else ""
+        item = f"{what} {rest}".strip().lower()
+        if item not in found:
+            found.append(item)
+    return found[:4]
 
 
 def _repair(errors: Sequence[str]) -> str:
@@ -377,8 +472,9 @@ def _repair(errors: Sequence[str]) -> str:
 
 def plan_text_regions(client: LLMClient, blueprint: Blueprint, *, add_plausible: bool = False,
                       recorder: Recorder | None = None, limits: TextRegionLimits | None = None,
-                      repairs: int = 2, temperature: float = 0.2, max_tokens: int = 1024) -> TextRegionPlan:
+                      repairs: int = 2, temperature: float = 0.2, max_tokens: int = 1024, image=None,
+                      wanted: Sequence[str] = ()) -> TextRegionPlan:
     """Plan the blueprint's text regions with the two-turn protocol; never raises for a bad LLM answer."""
     planner = TextRegionPlanner(client, recorder=recorder, repairs=repairs, temperature=temperature,
                                 max_tokens=max_tokens, limits=limits)
-    return planner.plan(blueprint, add_plausible=add_plausible)
+    return planner.plan(blueprint, add_plausible=add_plausible, image=image, wanted=wanted)

@@ -295,10 +295,17 @@ class AcceptEditOut(ToolModel):
 Quad = Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=8, max_length=8)]
 
 
+class GlyphWord(ToolModel):
+    content: Annotated[str, Field(min_length=1, max_length=200)]
+    quad: Quad
+
+
 class GlyphText(ToolModel):
     content: Annotated[str, Field(min_length=1, max_length=200)]
     quad: Quad
     style: str = ""
+    # SceneVTG's word level: each word drawn in its own quad (left to right) inside the line's quad; [] = the line
+    words: Annotated[list[GlyphWord], Field(max_length=16)] = []
 
 
 # --- glyph_render: the text drawn with a real font and warped into its quad (the condition image) ---------------

@@ -200,24 +200,41 @@ def _perspective_coeffs(dst: list[tuple[float, float]], w: int, h: int) -> list[
     return np.linalg.solve(np.asarray(rows, float), np.asarray(rhs, float)).tolist()
 
 
-def render_glyphs(image: Image.Image, content: str, quad: list[float], style: str = "", weight: float = 1.0):
-    """(image with glyphs, region mask, font path, missing chars). Pure function of its arguments."""
-    out = rgb(image)
-    W, H = out.size
+def _warped_glyphs(size: tuple[int, int], content: str, quad: list[float], path: str, weight: float) -> Image.Image:
+    """An L mask of ``content`` fitted to ``quad`` (flat text, perspective-warped into the quad)."""
+    W, H = size
     pts = quad_points(quad, W, H)
     qw, qh = quad_size(quad, W, H)
     fw, fh = max(2, round(qw)), max(2, round(qh))
-    bold = "bold" in style.lower() or weight > 1.05
-    path, missing = font_for(content, bold)
-    if missing:
-        log.warning("glyph_render: no available font has glyphs for %r in %r", missing, content)
     margin = max(1, round(min(fw, fh) * 0.08))
     font_size, lines = _fit(content, fw - 2 * margin, fh - 2 * margin, path)
     font = ImageFont.truetype(path, font_size)
     stroke = max(0, round((weight - 1.0) * font_size / 12))
     flat = draw_text_mask((fw, fh), lines, font, stroke=stroke)
-    glyph_mask = flat.transform((W, H), Image.Transform.PERSPECTIVE, _perspective_coeffs(pts, fw, fh),
-                                Image.Resampling.BILINEAR)
+    return flat.transform((W, H), Image.Transform.PERSPECTIVE, _perspective_coeffs(pts, fw, fh),
+                          Image.Resampling.BILINEAR)
+
+
+def render_glyphs(image: Image.Image, content: str, quad: list[float], style: str = "", weight: float = 1.0,
+                  words: list | None = None):
+    """(image with glyphs, region mask, font path, missing chars). Pure function of its arguments.
+    ``words``: ``[(word, quad)]`` left to right (SceneVTG's word level): each word is fitted to its own quad, so
+    the planner's word spacing and sizes reach the pixels; the region mask stays the line's quad."""
+    out = rgb(image)
+    W, H = out.size
+    pts = quad_points(quad, W, H)
+    qw, qh = quad_size(quad, W, H)
+    bold = "bold" in style.lower() or weight > 1.05
+    path, missing = font_for(content, bold)
+    if missing:
+        log.warning("glyph_render: no available font has glyphs for %r in %r", missing, content)
+    if words:
+        glyph_mask = Image.new("L", (W, H), 0)
+        for word, wquad in words:
+            glyph_mask = Image.fromarray(np.maximum(np.asarray(glyph_mask),
+                                                    np.asarray(_warped_glyphs((W, H), word, wquad, path, weight))))
+    else:
+        glyph_mask = _warped_glyphs((W, H), content, quad, path, weight)
     region = Image.new("L", (W, H), 0)
     ImageDraw.Draw(region).polygon(pts, fill=255)
     pad = max(2, round(MASK_PAD * qh))
@@ -268,7 +285,9 @@ class GlyphRender(Tool):
     def run(self, batch: list[GlyphRenderIn], ctx=NO_CONTEXT) -> list[GlyphRenderOut]:
         outs = []
         for b in batch:
-            img, mask, path, missing = render_glyphs(b.image, b.text.content, b.text.quad, b.text.style, b.weight)
+            words = [(w.content, w.quad) for w in b.text.words]
+            img, mask, path, missing = render_glyphs(b.image, b.text.content, b.text.quad, b.text.style, b.weight,
+                                                     words)
             outs.append(GlyphRenderOut(image=img, mask=mask, font=Path(path).name, missing=missing))
         return outs
 

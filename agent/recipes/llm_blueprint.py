@@ -102,7 +102,7 @@ def compile_llm_blueprint(
     from agent.recipes.scene_text import scene_text_nodes, supports_scene_text
     from agent.recipes.scene_text import text_regions as _regions
 
-    if bp.texts and scene_text and supports_scene_text(registry):
+    if (bp.texts or text_regions) and scene_text and supports_scene_text(registry):  # proposed texts: regions only
         nodes += scene_text_nodes(
             node, "compose.image", text_regions if text_regions is not None else _regions(bp), width=w, height=h,
             context=bp.background or bp.style, negative_prompt=bp.negative_prompt, steps=steps, guidance=guidance,

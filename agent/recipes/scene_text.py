@@ -80,6 +80,9 @@ def scene_text_nodes(
     for r in regions:
         s = f"{out_id}.{slug(r['text'], taken, limit=32, default='text')}"
         text = {"content": r["text"], "quad": [round(float(v), 4) for v in r["quad"]], "style": r.get("style", "")}
+        if r.get("words"):  # word-level quads (planners/text_regions.py): each word drawn in its own quad
+            text["words"] = [{"content": w["text"], "quad": [round(float(v), 4) for v in w["quad"]]}
+                             for w in r["words"]]
         what = r.get("style") or "a sign"
         prompt = f'{what} with the text "{r["text"]}"' + (f", {context}" if context else "")
         paint = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance)
